@@ -1,0 +1,70 @@
+"""The Litestar application: `create_app()` wires settings, routes, guard and error handling."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from service import __version__
+from service.catalog.controllers import ItemsController
+from service.context import Context
+from service.errors import exception_handlers
+from service.ingest.controllers import EventsController
+from service.ops.access_log import AccessLogMiddleware
+from service.ops.health import HealthController
+from service.ops.logs import configure_logging
+from service.security.guard import require_key
+from service.settings import Settings, load_settings
+from service.users.controllers import UsersController
+
+API_CONTROLLERS = [EventsController, ItemsController, UsersController]
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+def provide_context(state: State) -> Context:
+    ctx: Context = state.ctx
+    return ctx
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    configure_logging(settings.log)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.ctx = Context.create(settings)
+        try:
+            yield
+        finally:
+            await app.state.ctx.close()
+
+    prometheus = PrometheusConfig(
+        app_name="shopcast", prefix="shopcast", group_path=True, exclude_unhandled_paths=True
+    )
+    api = Router("/v1", route_handlers=API_CONTROLLERS, guards=[require_key], security=[{"bearer": []}])
+    return Litestar(
+        route_handlers=[api, HealthController, MetricsController],
+        dependencies={"ctx": Provide(provide_context, sync_to_thread=False)},
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers,
+        middleware=[AccessLogMiddleware(), prometheus.middleware],
+        request_max_body_size=settings.api.max_body_bytes,
+        logging_config=None,
+        openapi_config=OpenAPIConfig(
+            title="shopcast",
+            version=__version__,
+            description="Events, catalog and users in; recommendations and campaigns out.",
+            components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}),
+        ),
+    )

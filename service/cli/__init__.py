@@ -1,0 +1,25 @@
+"""The `shopcast` command. Results go to standard output; progress and messages to standard error."""
+
+from __future__ import annotations
+
+import click
+
+from service.cli.db import db
+from service.cli.demo import demo
+from service.cli.importing import import_
+from service.cli.keys import keys
+from service.cli.serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shopcast")
+def cli() -> None:
+    """shopcast: recommendations and personalized marketing for multi-channel shops."""
+
+
+for command in (serve, db, keys, import_, demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli()

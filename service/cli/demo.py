@@ -1,0 +1,68 @@
+"""`shopcast demo`: the sample shop imported, a key made, and the service started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from sqlalchemy import func, select
+
+from service.cli.common import prepare_database, run_with_context, say, settings_from_env
+from service.cli.importing import describe, import_file
+from service.cli.serve import serve
+from service.context import Context
+from service.storage.tables import events
+
+SAMPLE = Path(__file__).resolve().parent.parent / "demo" / "sample"
+FILES = (("items", "items.csv.gz"), ("users", "users.ndjson.gz"), ("events", "events.csv.gz"))
+DEMO_SCOPES = "events:write,catalog:write,users:write,recs:read,campaigns:write,analytics:read"
+
+
+async def load_sample(ctx: Context) -> str:
+    """Import the sample once (a second run finds it there) and create a key for the demo."""
+    async with ctx.engine.connect() as conn:
+        stored = (await conn.execute(select(func.count()).select_from(events))).scalar_one()
+    if stored:
+        say(f"sample already imported ({stored} events)")
+    else:
+        for kind, name in FILES:
+            report = await import_file(ctx, kind, str(SAMPLE / name), progress=True)
+            say(describe(report, kind, dry_run=False))
+    new = await ctx.keys.create("demo", DEMO_SCOPES)
+    return new.secret
+
+
+def _instructions(key: str, base: str) -> str:
+    return f"""
+shopcast demo is ready: the Complete Journey sample shop (CC0) is imported.
+
+  API key (scopes {DEMO_SCOPES}):
+    export KEY={key}
+
+  Try:
+    curl -s {base}/v1/items/1082185 -H "Authorization: Bearer $KEY"
+    curl -s {base}/v1/users/1 -H "Authorization: Bearer $KEY"
+    curl -s {base}/v1/users/1/export -H "Authorization: Bearer $KEY" | head -c 600
+    curl -s -X POST {base}/v1/events -H "Authorization: Bearer $KEY" \\
+         -H 'Content-Type: application/json' \\
+         -d '{{"user_id":"1","item_id":"1082185","event":"view",\
+              "timestamp":"2026-01-01T10:00:00Z","channel":"web"}}'
+    curl -s {base}/health/ready
+
+  OpenAPI: {base}/schema    Metrics: {base}/metrics
+"""
+
+
+@click.command()
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--no-serve", is_flag=True, help="prepare only; do not start the service")
+@click.pass_context
+def demo(click_ctx: click.Context, port: int, no_serve: bool) -> None:
+    """Import the sample shop, create a key, and serve on the embedded defaults."""
+    settings = settings_from_env()
+    say(f"database: {settings.database.url}")
+    prepare_database(settings)
+    key = run_with_context(settings, load_sample)
+    say(_instructions(key, f"http://127.0.0.1:{port}"))
+    if not no_serve:
+        click_ctx.invoke(serve, host="127.0.0.1", port=port, workers=1)

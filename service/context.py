@@ -1,0 +1,46 @@
+"""The process-wide parts every request and command shares, built once from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from litestar.di import NamedDependency
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.redis_link import RedisLink
+from service.security.crypto import PersonalDataCipher
+from service.security.keys import KeyStore
+from service.security.ratelimit import RateLimiter
+from service.settings import Settings
+from service.storage.engine import create_engine
+
+
+@dataclass
+class Context:
+    settings: Settings
+    engine: AsyncEngine
+    cipher: PersonalDataCipher
+    redis: RedisLink
+    keys: KeyStore
+    limiter: RateLimiter
+
+    @classmethod
+    def create(cls, settings: Settings) -> Context:
+        engine = create_engine(settings.database)
+        redis = RedisLink(settings.redis)
+        return cls(
+            settings=settings,
+            engine=engine,
+            cipher=PersonalDataCipher(settings.resolved_secret_key()),
+            redis=redis,
+            keys=KeyStore(engine, cache_seconds=settings.api.key_cache_seconds),
+            limiter=RateLimiter(redis),
+        )
+
+    async def close(self) -> None:
+        await self.redis.close()
+        await self.engine.dispose()
+
+
+Ctx = NamedDependency[Context]
+"""How a route handler asks for the context: `ctx: Ctx`."""

@@ -1,0 +1,130 @@
+"""shopcast's exceptions, and the one place that maps them to HTTP responses.
+
+    ShopcastError                 500
+    ├── InvalidInput              422  (field-level problems, `errors`)
+    ├── NotFound                  404
+    ├── Conflict                  409
+    ├── PayloadTooLarge           413
+    ├── Unauthorized              401
+    ├── Forbidden                 403
+    ├── RateLimited               429  (+ Retry-After)
+    └── ServiceUnavailable        503  (+ Retry-After)
+
+The data layer raises these without knowing about HTTP; `exception_handlers` renders them in
+Litestar's own error shape: `{"status_code", "detail", "extra": [{"key", "message"}]}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+log = logging.getLogger(__name__)
+
+
+class FieldProblem(Exception):
+    """One field of one record is wrong: `key` names it (`timestamp`, `items[3].price`)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+class ShopcastError(Exception):
+    status_code: ClassVar[int] = 500
+    headers: dict[str, str]
+
+    def __init__(self, detail: str, *, extra: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+        self.headers = {}
+
+
+class InvalidInput(ShopcastError):
+    status_code = 422
+
+    @classmethod
+    def from_problems(cls, detail: str, problems: list[FieldProblem]) -> InvalidInput:
+        return cls(detail, extra=[{"key": p.key, "message": p.message} for p in problems])
+
+
+class NotFound(ShopcastError):
+    status_code = 404
+
+
+class Conflict(ShopcastError):
+    status_code = 409
+
+
+class PayloadTooLarge(ShopcastError):
+    status_code = 413
+
+
+class Unauthorized(ShopcastError):
+    status_code = 401
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.headers = {"WWW-Authenticate": 'Bearer realm="shopcast"'}
+
+
+class Forbidden(ShopcastError):
+    status_code = 403
+
+
+class RateLimited(ShopcastError):
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class ServiceUnavailable(ShopcastError):
+    status_code = 503
+
+    def __init__(self, detail: str, retry_after: int = 5) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+def _render(status: int, detail: str, extra: Any, headers: dict[str, str]) -> Response[Any]:
+    body: dict[str, Any] = {"status_code": status, "detail": detail}
+    if extra:
+        body["extra"] = extra
+    return Response(body, status_code=status, headers=headers)
+
+
+def handle_shopcast_error(_: Request[Any, Any, Any], exc: ShopcastError) -> Response[Any]:
+    if exc.status_code >= 500:
+        log.error("request failed: %s", exc.detail)
+    return _render(exc.status_code, exc.detail, exc.extra, exc.headers)
+
+
+def handle_database_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Database unreachable or overloaded: 503, never a stack trace (and never its parameters)."""
+    log.error("database error: %s", type(getattr(exc, "orig", exc)).__name__)
+    return _render(503, "database unavailable, try again shortly", None, {"Retry-After": "5"})
+
+
+def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    extra = exc.extra if isinstance(exc.extra, list | dict) and exc.extra else None
+    return _render(exc.status_code, exc.detail, extra, dict(exc.headers or {}))
+
+
+exception_handlers: ExceptionHandlersMap = {
+    ShopcastError: handle_shopcast_error,
+    OperationalError: handle_database_error,
+    InterfaceError: handle_database_error,
+    PoolTimeoutError: handle_database_error,
+    OSError: handle_database_error,
+    HTTPException: handle_http_exception,
+}

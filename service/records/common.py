@@ -1,0 +1,85 @@
+"""What every record shares: identifiers, timestamps, and msgspec errors turned into field problems."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import msgspec
+
+from service.errors import FieldProblem
+
+ID_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+Id = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern=ID_PATTERN,
+        description="1-128 characters, not blank, no control characters",
+    ),
+]
+Text = Annotated[str, msgspec.Meta(max_length=10_000)]
+ShortText = Annotated[str, msgspec.Meta(max_length=256)]
+Url = Annotated[str, msgspec.Meta(max_length=2_048, pattern=r"^https?://\S+$")]
+NonNegative = Annotated[float, msgspec.Meta(ge=0, le=1e12)]
+Timestamp = Annotated[
+    str | float,
+    msgspec.Meta(description="ISO 8601 (with or without offset; UTC assumed) or Unix seconds"),
+]
+
+# Accept at most this far in the future (clock skew), and nothing before 1990.
+MAX_FUTURE = timedelta(days=1)
+MIN_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
+
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_NAMED = re.compile(r"(?:missing required field|unknown field) `(?P<field>[^`]+)`")
+
+
+def problem_from_msgspec(error: msgspec.MsgspecError, prefix: str = "") -> FieldProblem:
+    """`Expected str - at $.user_id` becomes FieldProblem("user_id", "Expected str")."""
+    text = str(error)
+    match = _AT.match(text)
+    message = match.group("message") if match else text
+    path = (match.group("path") or "") if match else ""
+    path = path.lstrip(".")
+    named = _NAMED.search(message)
+    if named:
+        path = f"{path}.{named.group('field')}" if path else named.group("field")
+    if isinstance(error, msgspec.DecodeError):
+        message = f"malformed JSON: {message}"
+    key = ".".join(part for part in (prefix, path) if part) or "record"
+    return FieldProblem(key.replace(".[", "["), message)
+
+
+def parse_timestamp(value: str | float, *, now: datetime | None = None) -> datetime:
+    """ISO 8601 or Unix seconds to an aware UTC datetime; raises ValueError with the reason."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = math.nan
+        if not math.isnan(seconds):
+            return parse_timestamp(seconds, now=now)
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        except ValueError:
+            raise ValueError(f"not ISO 8601 or Unix seconds: {value[:40]!r}") from None
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    else:
+        if not math.isfinite(value):
+            raise ValueError("not a finite number of seconds")
+        if value > 1e11:
+            raise ValueError("too large for Unix seconds (milliseconds? divide by 1000)")
+        if value < 0:
+            raise ValueError("before 1970")
+        moment = datetime.fromtimestamp(value, tz=UTC)
+    limit = (now or datetime.now(UTC)) + MAX_FUTURE
+    if moment > limit:
+        raise ValueError(f"{moment.isoformat()} is in the future")
+    if moment < MIN_TIMESTAMP:
+        raise ValueError(f"{moment.isoformat()} is before 1990")
+    return moment

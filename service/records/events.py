@@ -1,0 +1,58 @@
+"""Event records: what storefronts and files send, validated into rows for the events table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from service.errors import FieldProblem
+from service.records.common import Id, NonNegative, Timestamp, parse_timestamp
+
+EventType = Literal[
+    "view",
+    "click",
+    "add_to_cart",
+    "remove_from_cart",
+    "wishlist",
+    "purchase",
+    "refund",
+    "rate",
+]
+EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
+
+
+class EventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One thing a user did with an item."""
+
+    user_id: Id
+    item_id: Id
+    event: EventType
+    timestamp: Timestamp
+    channel: Id | None = None
+    quantity: NonNegative | None = None
+    price: NonNegative | None = None
+    event_id: Id | None = None
+    session_id: Id | None = None
+
+
+def event_row(record: EventIn, *, channels: tuple[str, ...], now: datetime | None = None) -> dict[str, Any]:
+    """The events-table row for a decoded record; raises FieldProblem naming the field."""
+    try:
+        occurred_at = parse_timestamp(record.timestamp, now=now)
+    except ValueError as exc:
+        raise FieldProblem("timestamp", str(exc)) from None
+    if record.channel is not None and record.channel not in channels:
+        raise FieldProblem("channel", f"unknown channel {record.channel!r}; known: {', '.join(channels)}")
+    return {
+        "event_id": record.event_id,
+        "user_id": record.user_id,
+        "item_id": record.item_id,
+        "event": record.event,
+        "occurred_at": occurred_at,
+        "channel": record.channel,
+        "quantity": record.quantity,
+        "price": record.price,
+        "session_id": record.session_id,
+    }

@@ -1,0 +1,126 @@
+"""The SQL schema: SQLAlchemy Core tables (the system of record).
+
+Personal contact points live only as ciphertext (`*_ct`) plus a keyed hash (`*_bidx`) for
+look-ups; see `service.security.crypto`. Every table holding a `user_id` column is erased
+by `service.users.erasure`, found through this metadata, so a new table cannot escape it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    func,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(128)
+Money = Numeric(14, 4, asdecimal=False)
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _timestamps() -> list[Column[object]]:
+    return [
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ]
+
+
+items = Table(
+    "items",
+    metadata,
+    Column("item_id", ID, primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("description", Text),
+    Column("category", String(256)),
+    Column("tags", JSON, nullable=False, default=list),
+    Column("price", Money),
+    Column("currency", String(3)),
+    Column("url", Text),
+    Column("image_url", Text),
+    Column("available", Boolean, nullable=False, default=True),
+    Column("channel_availability", JSON, nullable=False, default=dict),
+    Column("stock", Integer),
+    *_timestamps(),
+    Index(None, "category"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", ID, primary_key=True),
+    Column("email_ct", LargeBinary),
+    Column("email_bidx", String(64), index=True),
+    Column("phone_ct", LargeBinary),
+    Column("phone_bidx", String(64), index=True),
+    Column("push_tokens_ct", LargeBinary),
+    Column("locale", String(35)),
+    Column("timezone", String(64)),
+    Column("attributes", JSON, nullable=False, default=dict),
+    *_timestamps(),
+)
+
+user_consents = Table(
+    "user_consents",
+    metadata,
+    Column("user_id", ID, primary_key=True),
+    Column("channel", String(16), primary_key=True),
+    Column("granted", Boolean, nullable=False),
+    Column("source", String(64)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", ID, unique=True),
+    Column("user_id", ID, nullable=False),
+    Column("item_id", ID, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("channel", String(32)),
+    Column("quantity", Float),
+    Column("price", Money),
+    Column("session_id", ID),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(None, "user_id", "occurred_at"),
+    Index(None, "item_id"),
+    Index(None, "occurred_at"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("scopes", String(512), nullable=False),
+    Column("rate_limit_per_minute", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)

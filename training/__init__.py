@@ -1,0 +1,1 @@
+"""The training job: load interactions, weight, split, fit, evaluate, gate and publish."""
