@@ -17,10 +17,12 @@ Litestar's own error shape: `{"status_code", "detail", "extra": [{"key", "messag
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, ClassVar
 
+import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -35,6 +37,25 @@ class FieldProblem(Exception):
         super().__init__(f"{key}: {message}")
         self.key = key
         self.message = message
+
+
+_AT = re.compile(r"^(?P<message>.*?)(?: - at (?:`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_NAMED = re.compile(r"(?:missing required field|unknown field) `(?P<field>[^`]+)`")
+
+
+def problem_from_msgspec(error: msgspec.MsgspecError) -> FieldProblem:
+    """`Expected str - at $.user_id` becomes FieldProblem("user_id", "Expected str")."""
+    text = str(error)
+    match = _AT.match(text)
+    message = match.group("message") if match else text
+    path = (match.group("path") or "") if match else ""
+    path = path.lstrip(".")
+    named = _NAMED.search(message)
+    if named:
+        path = f"{path}.{named.group('field')}" if path else named.group("field")
+    if isinstance(error, msgspec.DecodeError):
+        message = f"malformed JSON: {message}"
+    return FieldProblem(path.replace(".[", "[") or "record", message)
 
 
 class ShopcastError(Exception):
@@ -117,6 +138,13 @@ def handle_database_error(_: Request[Any, Any, Any], exc: Exception) -> Response
 
 def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     extra = exc.extra if isinstance(exc.extra, list | dict) and exc.extra else None
+    cause = exc.__cause__
+    if isinstance(exc, ValidationException) and isinstance(cause, msgspec.ValidationError):
+        # Litestar drops the path inside arrays (`data[3].price` becomes `data`); keep it.
+        problem = problem_from_msgspec(cause)
+        if problem.key.startswith("data"):
+            key = problem.key.removeprefix("data").lstrip(".") or "body"
+            extra = [{"key": key, "message": problem.message, "source": "body"}]
     return _render(exc.status_code, exc.detail, extra, dict(exc.headers or {}))
 
 

@@ -17,8 +17,7 @@ from typing import IO, Any, cast
 
 import msgspec
 
-from service.errors import FieldProblem
-from service.records.common import problem_from_msgspec
+from service.errors import FieldProblem, problem_from_msgspec
 
 LIST_FIELDS = frozenset({"tags", "push_tokens"})
 FORMATS = ("csv", "ndjson", "parquet")

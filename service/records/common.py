@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
-
-from service.errors import FieldProblem
 
 ID_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 Id = Annotated[
@@ -33,25 +30,6 @@ Timestamp = Annotated[
 # Accept at most this far in the future (clock skew), and nothing before 1990.
 MAX_FUTURE = timedelta(days=1)
 MIN_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
-
-_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-_NAMED = re.compile(r"(?:missing required field|unknown field) `(?P<field>[^`]+)`")
-
-
-def problem_from_msgspec(error: msgspec.MsgspecError, prefix: str = "") -> FieldProblem:
-    """`Expected str - at $.user_id` becomes FieldProblem("user_id", "Expected str")."""
-    text = str(error)
-    match = _AT.match(text)
-    message = match.group("message") if match else text
-    path = (match.group("path") or "") if match else ""
-    path = path.lstrip(".")
-    named = _NAMED.search(message)
-    if named:
-        path = f"{path}.{named.group('field')}" if path else named.group("field")
-    if isinstance(error, msgspec.DecodeError):
-        message = f"malformed JSON: {message}"
-    key = ".".join(part for part in (prefix, path) if part) or "record"
-    return FieldProblem(key.replace(".[", "["), message)
 
 
 def parse_timestamp(value: str | float, *, now: datetime | None = None) -> datetime:

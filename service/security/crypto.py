@@ -16,12 +16,19 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from service.errors import ShopcastError
+
 _VERSION = b"\x01"
 _NONCE_BYTES = 12
 
 
-class DecryptionError(Exception):
+class DecryptionError(ShopcastError):
     """A ciphertext did not authenticate: wrong key, wrong row, or tampered data."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"stored personal data {reason}: was SHOPCAST_SECRET_KEY changed, or the row altered?"
+        )
 
 
 def _derive(secret: str, purpose: bytes) -> bytes:

@@ -1,0 +1,127 @@
+"""Per-key rate limits, in process and shared through Redis, and what happens when Redis stops."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from service.app import create_app
+from service.context import Context
+from tests.conftest import make_settings, unavailable
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+EVENT = {"user_id": "u1", "item_id": "i1", "event": "view", "timestamp": 1_700_000_000}
+
+
+async def limited_key(ctx: Context, per_minute: int) -> dict[str, str]:
+    new = await ctx.keys.create("limited", "events:write", rate_limit_per_minute=per_minute)
+    return {"Authorization": f"Bearer {new.secret}"}
+
+
+async def test_a_key_over_its_limit_gets_429_with_retry_after(
+    client: httpx.AsyncClient, ctx: Context
+) -> None:
+    headers = await limited_key(ctx, 3)
+    statuses = [(await client.post("/v1/events", json=EVENT, headers=headers)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    refused = await client.post("/v1/events", json=EVENT, headers=headers)
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    other = await limited_key(ctx, 3)
+    assert (await client.post("/v1/events", json=EVENT, headers=other)).status_code == 200
+
+
+async def test_limits_are_shared_by_processes_through_redis(
+    tmp_path: Path, settings: object, database_url: str, redis_url: str
+) -> None:
+    shared = make_settings(tmp_path, database_url, redis_url=redis_url)
+    apps = [create_app(shared), create_app(shared)]
+    clients = []
+    for app in apps:
+        app.state.ctx = Context.create(shared)
+        clients.append(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t"))
+    try:
+        headers = await limited_key(apps[0].state.ctx, 4)
+        statuses = [
+            (await clients[n % 2].post("/v1/events", json=EVENT, headers=headers)).status_code
+            for n in range(5)
+        ]
+        assert statuses == [200, 200, 200, 200, 429]
+        counted = redis.Redis.from_url(redis_url).keys("shopcast:ratelimit:*")
+        assert counted, "the count should live in Redis"
+    finally:
+        for client, app in zip(clients, apps, strict=True):
+            await client.aclose()
+            await app.state.ctx.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Redis server of this test's own, so that the test can stop it."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server (binary)", "not on PATH")
+    assert binary is not None
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url, process
+    process.kill()
+    process.wait()
+
+
+async def test_ingest_and_limits_go_on_when_redis_stops(
+    tmp_path: Path, settings: object, database_url: str, private_redis: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    url, server = private_redis
+    configured = make_settings(tmp_path, database_url, redis_url=url)
+    app = create_app(configured)
+    app.state.ctx = Context.create(configured)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        try:
+            headers = await limited_key(app.state.ctx, 1_000)
+            assert (await client.post("/v1/events", json=EVENT, headers=headers)).status_code == 200
+            assert redis.Redis.from_url(url).keys("shopcast:ratelimit:*")
+            ready = await client.get("/health/ready")
+            assert ready.json()["redis"] == "ok"
+
+            server.kill()
+            server.wait()
+
+            for n in range(5):
+                event = {**EVENT, "event_id": f"after-{n}"}
+                response = await client.post("/v1/events", json=event, headers=headers)
+                assert response.status_code == 200, response.text
+            ready = await client.get("/health/ready")
+            assert ready.status_code == 200
+            assert ready.json() == {"status": "degraded", "database": "ok", "redis": "unavailable"}
+            tight = await limited_key(app.state.ctx, 2)
+            statuses = [
+                (await client.post("/v1/events", json=EVENT, headers=tight)).status_code for _ in range(3)
+            ]
+            assert statuses == [200, 200, 429], "limits fall back to in-process counting"
+        finally:
+            await app.state.ctx.close()
