@@ -24,7 +24,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,12 @@ def handle_database_error(_: Request[Any, Any, Any], exc: Exception) -> Response
     return _render(503, "database unavailable, try again shortly", None, {"Retry-After": "5"})
 
 
+def handle_data_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A value validation let through but the database refused: the client's input, so 422."""
+    log.warning("database refused a value: %s", type(getattr(exc, "orig", exc)).__name__)
+    return _render(422, "a value was refused by the database (invalid characters or range)", None, {})
+
+
 def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     extra = exc.extra if isinstance(exc.extra, list | dict) and exc.extra else None
     cause = exc.__cause__
@@ -152,6 +158,7 @@ exception_handlers: ExceptionHandlersMap = {
     ShopcastError: handle_shopcast_error,
     OperationalError: handle_database_error,
     InterfaceError: handle_database_error,
+    DataError: handle_data_error,
     PoolTimeoutError: handle_database_error,
     OSError: handle_database_error,
     HTTPException: handle_http_exception,

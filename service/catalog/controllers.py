@@ -13,8 +13,9 @@ from service.context import Ctx
 from service.ingest.batch import check_batch_size, prepare_batch, write_batch
 from service.ingest.kinds import ItemKind
 from service.records import ItemIn, ItemOut, ItemPatch
+from service.records.common import ID_PATTERN
 
-ItemId = Annotated[str, Parameter(min_length=1, max_length=128, description="item id")]
+ItemId = Annotated[str, Parameter(min_length=1, max_length=128, pattern=ID_PATTERN, description="item id")]
 
 
 class Upserted(msgspec.Struct):

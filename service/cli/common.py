@@ -25,6 +25,9 @@ def prepare_database(settings: Settings) -> None:
 
 
 def run_with_context(settings: Settings, work: Callable[[Context], Awaitable[T]]) -> T:
+    """Run `work` with a context, on a database brought up to date first."""
+    prepare_database(settings)
+
     async def main() -> T:
         ctx = Context.create(settings)
         try:

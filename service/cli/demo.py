@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from sqlalchemy import func, select
 
-from service.cli.common import prepare_database, run_with_context, say, settings_from_env
+from service.cli.common import run_with_context, say, settings_from_env
 from service.cli.importing import describe, import_file
 from service.cli.serve import serve
 from service.context import Context
@@ -61,7 +61,6 @@ def demo(click_ctx: click.Context, port: int, no_serve: bool) -> None:
     """Import the sample shop, create a key, and serve on the embedded defaults."""
     settings = settings_from_env()
     say(f"database: {settings.database.url}")
-    prepare_database(settings)
     key = run_with_context(settings, load_sample)
     say(_instructions(key, f"http://127.0.0.1:{port}"))
     if not no_serve:

@@ -47,22 +47,23 @@ async def import_file(
 ) -> IngestReport:
     """Import one file into the store; the report counts and names every rejected line."""
     kind = kind_for(kind_name, ctx)
-    handle, position, size = open_input(path)
-    bar = tqdm(
-        total=size,
-        unit="B",
-        unit_scale=True,
-        desc=f"import {kind_name}",
-        disable=not progress,
-        file=sys.stderr,
-    )
+    with (
+        open_input(path) as source,
+        tqdm(
+            total=source.size,
+            unit="B",
+            unit_scale=True,
+            desc=f"import {kind_name}",
+            disable=not progress,
+            file=sys.stderr,
+        ) as bar,
+    ):
 
-    def advance(report: IngestReport) -> None:
-        bar.update(max(0, position() - bar.n))
-        bar.set_postfix(lines=report.lines, rejected=report.rejected, refresh=False)
+        def advance(report: IngestReport) -> None:
+            bar.update(max(0, source.position() - bar.n))
+            bar.set_postfix(lines=report.lines, rejected=report.rejected, refresh=False)
 
-    try:
-        records = file_records(handle, detect_format(path, fmt), kind.record_type)
+        records = file_records(source.handle, detect_format(path, fmt), kind.record_type)
         return await run_ingest(
             ctx.engine,
             kind,
@@ -72,9 +73,6 @@ async def import_file(
             dry_run=dry_run,
             on_batch=advance,
         )
-    finally:
-        bar.close()
-        handle.close()
 
 
 def describe(report: IngestReport, kind: str, dry_run: bool) -> str:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, post
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import JSONBody, Parameter
 
 from service.context import Ctx
@@ -17,6 +19,18 @@ from service.ingest.kinds import EventKind
 from service.ingest.pipeline import IngestInterrupted, IngestReport, run_ingest
 from service.ingest.sources import decode_ndjson, ndjson_lines
 from service.records import EventIn
+
+
+@dataclass
+class NdjsonOperation(Operation):
+    """Documents the bulk body: NDJSON, one event record a line (Litestar cannot infer it)."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            description="One event record (as in POST /v1/events) a line; gzip allowed",
+            content={"application/x-ndjson": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))},
+        )
 
 
 class EventsAccepted(msgspec.Struct):
@@ -60,7 +74,13 @@ class EventsController(Controller):
         counts = await write_batch(ctx.engine, kind, rows)
         return EventsAccepted(counts.accepted, counts.duplicates, counts.unknown_items)
 
-    @post("/bulk", operation_id="ingestEventsBulk", status_code=200, request_max_body_size=None)
+    @post(
+        "/bulk",
+        operation_id="ingestEventsBulk",
+        status_code=200,
+        request_max_body_size=None,
+        operation_class=NdjsonOperation,
+    )
     async def bulk(
         self,
         request: Request[Any, Any, Any],

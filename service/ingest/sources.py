@@ -11,6 +11,8 @@ import gzip
 import io
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any, cast
@@ -125,6 +127,8 @@ def _csv_rows(handle: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | FieldPr
                 yield reader.line_num, row
     except csv.Error as error:
         yield reader.line_num, FieldProblem("row", f"malformed CSV: {error}")
+    finally:
+        text.detach()  # the caller owns and closes the file
 
 
 def _parquet_rows(handle: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -169,20 +173,33 @@ def detect_format(path: str, explicit: str | None = None) -> str:
     raise ValueError(f"cannot tell the format of {path!r}: use .csv, .ndjson/.jsonl or .parquet, or --format")
 
 
-def open_input(path: str) -> tuple[IO[bytes], Callable[[], int], int | None]:
-    """The file (or stdin for `-`), decompressed if gzip, a callable giving raw bytes read, and size."""
-    raw: IO[bytes] = sys.stdin.buffer if path == "-" else Path(path).open("rb")  # noqa: SIM115
-    size = None if path == "-" else Path(path).stat().st_size
-    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-    handle = cast(IO[bytes], gzip.GzipFile(fileobj=raw)) if head == b"\x1f\x8b" else raw
+@dataclass
+class InputFile:
+    """An open input: `handle` gives decompressed bytes, `position()` the raw bytes read so far."""
 
-    def position() -> int:
-        try:
-            return raw.tell()
-        except (OSError, ValueError):
-            return 0
+    handle: IO[bytes]
+    position: Callable[[], int]
+    size: int | None
 
-    return handle, position, size
+
+@contextmanager
+def open_input(path: str) -> Iterator[InputFile]:
+    """The file (or stdin for `-`), decompressed when it is gzip."""
+    with ExitStack() as stack:
+        raw: IO[bytes] = sys.stdin.buffer if path == "-" else stack.enter_context(Path(path).open("rb"))
+        size = None if path == "-" else Path(path).stat().st_size
+        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+        handle = raw
+        if head == b"\x1f\x8b":
+            handle = cast(IO[bytes], stack.enter_context(gzip.GzipFile(fileobj=raw)))
+
+        def position() -> int:
+            try:
+                return raw.tell()
+            except (OSError, ValueError):
+                return 0
+
+        yield InputFile(handle, position, size)
 
 
 def file_records(handle: IO[bytes], fmt: str, record_type: type[Any]) -> Iterator[tuple[int, Any]]:

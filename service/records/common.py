@@ -18,9 +18,11 @@ Id = Annotated[
         description="1-128 characters, not blank, no control characters",
     ),
 ]
-Text = Annotated[str, msgspec.Meta(max_length=10_000)]
-ShortText = Annotated[str, msgspec.Meta(max_length=256)]
-Url = Annotated[str, msgspec.Meta(max_length=2_048, pattern=r"^https?://\S+$")]
+# PostgreSQL text cannot hold NUL; refuse it at the edge rather than fail in the database.
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, msgspec.Meta(max_length=10_000, pattern=NO_NUL)]
+ShortText = Annotated[str, msgspec.Meta(max_length=256, pattern=NO_NUL)]
+Url = Annotated[str, msgspec.Meta(max_length=2_048, pattern=r"^https?://[^\s\x00-\x1f\x7f]+$")]
 NonNegative = Annotated[float, msgspec.Meta(ge=0, le=1e12)]
 Timestamp = Annotated[
     str | float,

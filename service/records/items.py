@@ -10,7 +10,7 @@ from msgspec import UNSET, UnsetType
 from service.errors import FieldProblem
 from service.records.common import Id, NonNegative, ShortText, Text, Url
 
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=1_000)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=1_000, pattern=r"^[^\x00]*\S[^\x00]*$")]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
 Stock = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 Tags = Annotated[list[ShortText], msgspec.Meta(max_length=100)]

@@ -22,13 +22,18 @@ ConsentChannel = Literal["email", "push", "sms", "social"]
 CONSENT_CHANNELS: tuple[str, ...] = ConsentChannel.__args__  # type: ignore[attr-defined]
 
 Email = Annotated[
-    str, msgspec.Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="email")
+    str,
+    msgspec.Meta(
+        max_length=320,
+        pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
+        description="email",
+    ),
 ]
 Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9][0-9 ()./-]{3,30}$", description="phone")]
-PushToken = Annotated[str, msgspec.Meta(min_length=1, max_length=4_096)]
+PushToken = Annotated[str, msgspec.Meta(min_length=1, max_length=4_096, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Locale = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")]
 TimeZone = Annotated[str, msgspec.Meta(max_length=64, description="IANA name, e.g. Europe/Paris")]
-AttributeValue = str | int | float | bool | None
+AttributeValue = ShortText | int | float | bool | None
 Attributes = Annotated[dict[ShortText, AttributeValue], msgspec.Meta(max_length=200)]
 
 

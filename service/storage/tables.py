@@ -7,6 +7,8 @@ by `service.users.erasure`, found through this metadata, so a new table cannot e
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -22,8 +24,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     func,
 )
+from sqlalchemy.engine import Dialect
 
 metadata = MetaData(
     naming_convention={
@@ -35,6 +39,24 @@ metadata = MetaData(
     }
 )
 
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
+
+
 ID = String(128)
 Money = Numeric(14, 4, asdecimal=False)
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -43,8 +65,8 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 def _timestamps() -> list[Column[object]]:
     return [
-        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("created_at", UtcDateTime(), nullable=False, server_default=func.now()),
+        Column("updated_at", UtcDateTime(), nullable=False, server_default=func.now()),
     ]
 
 
@@ -89,7 +111,7 @@ user_consents = Table(
     Column("channel", String(16), primary_key=True),
     Column("granted", Boolean, nullable=False),
     Column("source", String(64)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 events = Table(
@@ -100,12 +122,12 @@ events = Table(
     Column("user_id", ID, nullable=False),
     Column("item_id", ID, nullable=False),
     Column("event", String(32), nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False),
     Column("channel", String(32)),
     Column("quantity", Float),
     Column("price", Money),
     Column("session_id", ID),
-    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("received_at", UtcDateTime(), nullable=False, server_default=func.now()),
     Index(None, "user_id", "occurred_at"),
     Index(None, "item_id"),
     Index(None, "occurred_at"),
@@ -120,7 +142,7 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("scopes", String(512), nullable=False),
     Column("rate_limit_per_minute", Integer),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("last_used_at", DateTime(timezone=True)),
-    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_at", UtcDateTime(), nullable=False, server_default=func.now()),
+    Column("last_used_at", UtcDateTime()),
+    Column("revoked_at", UtcDateTime()),
 )

@@ -12,6 +12,7 @@ from service.context import Ctx
 from service.ingest.batch import check_batch_size, prepare_batch, write_batch
 from service.ingest.kinds import UserKind
 from service.records import UserIn, UserOut
+from service.records.common import ID_PATTERN
 from service.records.users import Email
 from service.users.service import (
     Erasure,
@@ -22,7 +23,7 @@ from service.users.service import (
     get_user,
 )
 
-UserId = Annotated[str, Parameter(min_length=1, max_length=128, description="user id")]
+UserId = Annotated[str, Parameter(min_length=1, max_length=128, pattern=ID_PATTERN, description="user id")]
 
 
 class UsersController(Controller):

@@ -93,7 +93,7 @@ async def export_user(engine: AsyncEngine, cipher: PersonalDataCipher, user_id: 
                 event_id=e.event_id,
                 item_id=e.item_id,
                 event=e.event,
-                timestamp=e.occurred_at if e.occurred_at.tzinfo else e.occurred_at.replace(tzinfo=UTC),
+                timestamp=e.occurred_at,
                 channel=e.channel,
                 quantity=e.quantity,
                 price=e.price,

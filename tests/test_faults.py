@@ -1,0 +1,82 @@
+"""Faults: the database gone or failing part-way, and what callers are told."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.app import create_app
+from service.context import Context
+from service.ingest.kinds import EventKind, WriteCounts
+from service.ingest.pipeline import IngestInterrupted, run_ingest
+from service.records import EventIn
+from service.storage.tables import events
+from tests.conftest import make_settings
+
+
+class FailsOnSecondBatch(EventKind):
+    """Writes like EventKind, but the database 'fails' on the second batch."""
+
+    batches = 0
+
+    async def write(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> WriteCounts:
+        self.batches += 1
+        if self.batches == 2:
+            raise ConnectionResetError("database connection lost")
+        return await super().write(conn, rows)
+
+
+async def numbered_events(count: int):
+    for n in range(1, count + 1):
+        yield (
+            n,
+            EventIn(user_id="u", item_id="i", event="view", timestamp=1_700_000_000 + n, event_id=f"e{n}"),
+        )
+
+
+async def test_a_failure_part_way_reports_what_was_committed(ctx: Context) -> None:
+    kind = FailsOnSecondBatch(channels=("web",))
+    with pytest.raises(IngestInterrupted) as raised:
+        await run_ingest(ctx.engine, kind, numbered_events(25), batch_rows=10)
+    report = raised.value.report
+    assert report.committed_through_line == 10
+    assert report.accepted == 10
+    async with ctx.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(events))).scalar_one() == 10
+    again = await run_ingest(ctx.engine, EventKind(channels=("web",)), numbered_events(25), batch_rows=10)
+    assert (again.accepted, again.duplicates) == (15, 10), "resending the whole file completes it once"
+
+
+async def test_an_atomic_ingest_failing_part_way_stores_nothing(ctx: Context) -> None:
+    kind = FailsOnSecondBatch(channels=("web",))
+    with pytest.raises(ConnectionResetError):
+        await run_ingest(ctx.engine, kind, numbered_events(25), batch_rows=10, atomic=True)
+    async with ctx.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(events))).scalar_one() == 0
+
+
+async def test_database_unreachable_is_503_not_500(tmp_path: Path) -> None:
+    down = make_settings(tmp_path, "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    app = create_app(down)
+    app.state.ctx = Context.create(down)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            response = await client.post(
+                "/v1/events",
+                json={"user_id": "u", "item_id": "i", "event": "view", "timestamp": 1_700_000_000},
+                headers={"Authorization": "Bearer sck_anything"},
+            )
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "5"
+            assert "database unavailable" in response.json()["detail"]
+            ready = await client.get("/health/ready")
+            assert ready.status_code == 503
+            assert ready.json()["database"] == "unavailable"
+            assert (await client.get("/health/live")).status_code == 200
+    finally:
+        await app.state.ctx.close()
