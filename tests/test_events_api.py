@@ -220,3 +220,18 @@ async def test_bulk_bad_gzip_is_a_client_error(client: Client, auth) -> None:
     )
     assert response.status_code == 422
     assert "gzip" in response.text
+
+
+async def test_blank_or_control_character_ids_are_refused(client: Client, auth) -> None:
+    headers = await auth("events:write")
+    for field, value in (
+        ("user_id", "   "),
+        ("item_id", "a\x01b"),
+        ("event_id", "x\x00"),
+        ("session_id", "\t"),
+    ):
+        response = await client.post("/v1/events", json=event(1, **{field: value}), headers=headers)
+        assert response.status_code == 422, (field, response.text)
+        assert response.json()["extra"] == [
+            {"key": field, "message": "must be printable characters, not blank"}
+        ]

@@ -20,7 +20,6 @@ from service.records import (
 from service.security.crypto import PersonalDataCipher
 from service.storage.writes import (
     insert_events,
-    known_item_ids,
     upsert_consents,
     upsert_items,
     upsert_users,
@@ -60,9 +59,7 @@ class EventKind:
         return event_row(record, channels=self.channels, now=self.now)
 
     async def write(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> WriteCounts:
-        inserted = await insert_events(conn, rows)
-        known = await known_item_ids(conn, (r["item_id"] for r in rows))
-        unknown = sum(1 for r in rows if r["item_id"] not in known)
+        inserted, unknown = await insert_events(conn, rows)
         return WriteCounts(accepted=inserted, duplicates=len(rows) - inserted, unknown_items=unknown)
 
 

@@ -7,6 +7,7 @@ Atomic: one transaction; any rejected line rolls everything back (`applied` is f
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, Callable
 from typing import Any
 
@@ -79,19 +80,23 @@ async def run_ingest(
             _prepare(kind, line, record, report)
         report.applied = False
         return report
-    if atomic:
-        async with engine.connect() as conn:
-            transaction = await conn.begin()
-            last_line = await _consume(conn, kind, source, report, batch_rows, None, on_batch)
-            if report.rejected:
-                await transaction.rollback()
-                report.applied = False
-                report.accepted = report.duplicates = report.unknown_items = 0
-            else:
-                await transaction.commit()
-                report.committed_through_line = last_line
+    if not atomic:
+        last_line = await _consume(
+            source, kind, report, batch_rows, _BatchWriter(kind, report, engine, on_batch)
+        )
+        report.committed_through_line = last_line
         return report
-    await _consume(None, kind, source, report, batch_rows, engine, on_batch)
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        writer = _BatchWriter(kind, report, conn, on_batch)
+        last_line = await _consume(source, kind, report, batch_rows, writer)
+        if report.rejected:
+            await transaction.rollback()
+            report.applied = False
+            report.accepted = report.duplicates = report.unknown_items = 0
+        else:
+            await transaction.commit()
+            report.committed_through_line = last_line
     return report
 
 
@@ -107,44 +112,67 @@ def _prepare(kind: RecordKind, line: int, record: Any, report: IngestReport) -> 
         return None
 
 
+class _BatchWriter:
+    """Writes one batch at a time in the background, while the next batch is being prepared.
+
+    Given an engine, each batch commits on its own; given a connection, all go into its
+    transaction.
+    """
+
+    def __init__(
+        self,
+        kind: RecordKind,
+        report: IngestReport,
+        target: AsyncEngine | AsyncConnection,
+        on_batch: Callable[[IngestReport], None] | None,
+    ) -> None:
+        self._kind = kind
+        self._report = report
+        self._target = target
+        self._on_batch = on_batch
+        self._pending: asyncio.Task[None] | None = None
+
+    async def submit(self, rows: list[Any], last_line: int) -> None:
+        await self.wait()
+        self._pending = asyncio.create_task(self._write(rows, last_line))
+
+    async def wait(self) -> None:
+        task, self._pending = self._pending, None
+        if task is not None:
+            await task
+
+    async def _write(self, rows: list[Any], last_line: int) -> None:
+        if isinstance(self._target, AsyncConnection):
+            counts = await self._kind.write(self._target, rows)
+        else:
+            try:
+                async with self._target.begin() as conn:
+                    counts = await self._kind.write(conn, rows)
+            except Exception as exc:
+                raise IngestInterrupted(self._report, exc) from exc
+            self._report.committed_through_line = last_line
+        self._report.add_counts(counts)
+        if self._on_batch is not None:
+            self._on_batch(self._report)
+
+
 async def _consume(
-    conn: AsyncConnection | None,
-    kind: RecordKind,
-    source: Source,
-    report: IngestReport,
-    batch_rows: int,
-    engine: AsyncEngine | None,
-    on_batch: Callable[[IngestReport], None] | None,
+    source: Source, kind: RecordKind, report: IngestReport, batch_rows: int, writer: _BatchWriter
 ) -> int:
-    """Prepare and write every record; returns the last line number read."""
+    """Prepare every record and hand full batches to the writer; returns the last line read."""
     batch: list[Any] = []
     last_line = 0
-
-    async def flush() -> None:
+    try:
+        async for line, record in source:
+            last_line = line
+            row = _prepare(kind, line, record, report)
+            if row is not None:
+                batch.append(row)
+                if len(batch) >= batch_rows:
+                    await writer.submit(batch, last_line)
+                    batch = []
         if batch:
-            if conn is not None:
-                report.add_counts(await kind.write(conn, batch))
-            else:
-                assert engine is not None
-                try:
-                    async with engine.begin() as own:
-                        counts = await kind.write(own, batch)
-                except Exception as exc:
-                    raise IngestInterrupted(report, exc) from exc
-                report.add_counts(counts)
-                report.committed_through_line = last_line
-            batch.clear()
-        if on_batch is not None:
-            on_batch(report)
-
-    async for line, record in source:
-        last_line = line
-        row = _prepare(kind, line, record, report)
-        if row is not None:
-            batch.append(row)
-            if len(batch) >= batch_rows:
-                await flush()
-    await flush()
-    if conn is None:
-        report.committed_through_line = last_line
+            await writer.submit(batch, last_line)
+    finally:
+        await writer.wait()
     return last_line

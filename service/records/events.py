@@ -8,7 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from service.errors import FieldProblem
-from service.records.common import Id, NonNegative, Timestamp, parse_timestamp
+from service.records.common import Id, NonNegative, Timestamp, check_id, parse_timestamp
 
 EventType = Literal[
     "view",
@@ -39,6 +39,17 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 def event_row(record: EventIn, *, channels: tuple[str, ...], now: datetime | None = None) -> dict[str, Any]:
     """The events-table row for a decoded record; raises FieldProblem naming the field."""
+    event_id, session_id = record.event_id, record.session_id
+    ids = record.user_id + record.item_id + (event_id or "") + (session_id or "")
+    if not (
+        ids.isprintable()
+        and record.user_id.strip()
+        and record.item_id.strip()
+        and (event_id is None or event_id.strip())
+        and (session_id is None or session_id.strip())
+    ):
+        for key in ("user_id", "item_id", "event_id", "session_id"):  # find which, for the message
+            check_id(key, getattr(record, key))
     try:
         occurred_at = parse_timestamp(record.timestamp, now=now)
     except ValueError as exc:

@@ -8,7 +8,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from service.errors import FieldProblem
-from service.records.common import Id, NonNegative, ShortText, Text, Url
+from service.records.common import Id, NonNegative, ShortText, Text, Url, check_id
 
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=1_000, pattern=r"^[^\x00]*\S[^\x00]*$")]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
@@ -69,6 +69,8 @@ _PLAIN_FIELDS = (
 
 def item_columns(record: ItemFields, *, channels: tuple[str, ...]) -> dict[str, Any]:
     """The item-table columns a record sets (only those given); raises FieldProblem."""
+    if isinstance(record, ItemIn):
+        check_id("item_id", record.item_id)
     columns: dict[str, Any] = {}
     for name in _PLAIN_FIELDS:
         value = getattr(record, name, UNSET)

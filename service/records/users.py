@@ -15,7 +15,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from service.errors import FieldProblem
-from service.records.common import Id, ShortText, Timestamp, parse_timestamp
+from service.records.common import Id, ShortText, Timestamp, check_id, parse_timestamp
 from service.security.crypto import PersonalDataCipher
 
 ConsentChannel = Literal["email", "push", "sms", "social"]
@@ -80,6 +80,7 @@ def _zones() -> frozenset[str]:
 
 def user_columns(record: UserIn, cipher: PersonalDataCipher) -> dict[str, Any]:
     """The users-table columns a record sets, with contact points encrypted."""
+    check_id("user_id", record.user_id)
     columns: dict[str, Any] = {}
     uid = record.user_id
     for kind, value in (("email", record.email), ("phone", record.phone)):

@@ -10,40 +10,94 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+import msgspec
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.storage.tables import events, items, user_consents, users
-
-# Stay below SQLite's 32,766 bound parameters and PostgreSQL's 32,767 per statement.
-_IN_CHUNK = 5_000
+from service.storage.tables import items, user_consents, users
 
 
 def _insert(conn: AsyncConnection, table: Table) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-async def insert_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
-    """Insert event rows, skipping any whose `event_id` is stored already; returns rows inserted."""
+_EVENT_COLUMNS = (
+    "event_id", "user_id", "item_id", "event", "occurred_at", "channel", "quantity", "price", "session_id",
+)  # fmt: skip
+
+# PostgreSQL: the whole batch travels as one array per column, in one statement and one round trip.
+_PG_INSERT_EVENTS = """
+WITH batch AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+        $6::text[], $7::float8[], $8::float8[], $9::text[]
+    ) AS t(event_id, user_id, item_id, event, occurred_at, channel, quantity, price, session_id)
+),
+inserted AS (
+    INSERT INTO events (event_id, user_id, item_id, event, occurred_at, channel, quantity, price, session_id)
+    SELECT * FROM batch
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING 1
+)
+SELECT
+    (SELECT count(*) FROM inserted),
+    (SELECT count(*) FROM batch WHERE NOT EXISTS (SELECT 1 FROM items WHERE items.item_id = batch.item_id))
+"""
+
+_SQLITE_INSERT_EVENT = (
+    "INSERT INTO events (event_id, user_id, item_id, event, occurred_at, channel, quantity, price,"
+    " session_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+_SQLITE_COUNT_UNKNOWN_ITEMS = (
+    "SELECT count(*) FROM json_each(?) AS batch"
+    " WHERE NOT EXISTS (SELECT 1 FROM items WHERE items.item_id = batch.value)"
+)
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime stores: naive UTC with microseconds."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+async def insert_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """Insert event rows, skipping stored `event_id`s; returns (inserted, rows for unknown items).
+
+    The hot path of ingestion: it goes to the driver directly, inside the caller's transaction.
+    """
     if not rows:
-        return 0
-    statement = (
-        _insert(conn, events).on_conflict_do_nothing(index_elements=["event_id"]).returning(events.c.id)
+        return 0, 0
+    if conn.dialect.name == "postgresql":
+        arrays = tuple([row[column] for row in rows] for column in _EVENT_COLUMNS)
+        result = await conn.exec_driver_sql(_PG_INSERT_EVENTS, arrays)
+        inserted, unknown = result.one()
+        return int(inserted), int(unknown)
+    before = (await conn.exec_driver_sql("SELECT total_changes()")).scalar_one()
+    received = _sqlite_time(datetime.now(UTC))
+    await conn.exec_driver_sql(
+        _SQLITE_INSERT_EVENT,
+        [
+            (
+                r["event_id"],
+                r["user_id"],
+                r["item_id"],
+                r["event"],
+                _sqlite_time(r["occurred_at"]),
+                r["channel"],
+                r["quantity"],
+                r["price"],
+                r["session_id"],
+                received,
+            )
+            for r in rows
+        ],
     )
-    result = await conn.execute(statement, rows)
-    return len(result.all())
-
-
-async def known_item_ids(conn: AsyncConnection, item_ids: Iterable[str]) -> set[str]:
-    """Which of `item_ids` are in the catalog."""
-    wanted = list(set(item_ids))
-    found: set[str] = set()
-    for start in range(0, len(wanted), _IN_CHUNK):
-        chunk = wanted[start : start + _IN_CHUNK]
-        result = await conn.execute(select(items.c.item_id).where(items.c.item_id.in_(chunk)))
-        found.update(result.scalars())
-    return found
+    inserted = (await conn.exec_driver_sql("SELECT total_changes()")).scalar_one() - before
+    item_ids = msgspec.json.encode([r["item_id"] for r in rows]).decode()
+    unknown = (await conn.exec_driver_sql(_SQLITE_COUNT_UNKNOWN_ITEMS, (item_ids,))).scalar_one()
+    return int(inserted), int(unknown)
 
 
 async def _upsert(
