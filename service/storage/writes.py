@@ -72,8 +72,8 @@ async def insert_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> tu
     if conn.dialect.name == "postgresql":
         arrays = tuple([row[column] for row in rows] for column in _EVENT_COLUMNS)
         result = await conn.exec_driver_sql(_PG_INSERT_EVENTS, arrays)
-        counts = result.one()
-        return int(counts[0]), int(counts[1])
+        inserted, unknown = tuple(result.one())
+        return int(inserted), int(unknown)
     before = (await conn.exec_driver_sql("SELECT total_changes()")).scalar_one()
     received = _sqlite_time(datetime.now(UTC))
     await conn.exec_driver_sql(
