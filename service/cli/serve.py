@@ -8,6 +8,7 @@ import shutil
 import click
 
 from service.cli.common import prepare_database, say, settings_from_env
+from service.ops.logs import granian_log_config
 
 
 @click.command()
@@ -36,4 +37,5 @@ def serve(host: str, port: int, workers: int) -> None:
         workers=workers,
         factory=True,
         log_access=False,
+        log_dictconfig=granian_log_config(settings.log),
     ).serve()

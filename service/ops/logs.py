@@ -37,3 +37,25 @@ def configure_logging(settings: LogSettings) -> None:
     root.setLevel(settings.level)
     for noisy in ("sqlalchemy.engine", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def granian_log_config(settings: LogSettings) -> dict[str, object]:
+    """Granian's own log lines (start, workers) in the same format as ours."""
+    formatter: dict[str, object] = (
+        {"()": f"{__name__}.JsonFormatter"}
+        if settings.json
+        else {"format": "%(levelname)s %(name)s: %(message)s"}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {"_granian": {"handlers": ["console"], "level": settings.level, "propagate": False}},
+    }
