@@ -1,0 +1,160 @@
+"""What every recommender shares: the training data, the estimator contract and top-k ranking.
+
+Models follow scikit-learn's rules: `__init__` stores hyperparameters, `fit` returns `self`,
+learned state ends in `_`, and use before `fit` raises `NotFittedError`. Everything is in row
+space (users and items are row numbers); the id maps live with the artifact.
+
+Scoring is batch-first: `score(users, history)` gives a dense `(len(users), n_items)` float32
+array, and `recommend` ranks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The model was used before `fit` (or `load`)."""
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Training data in row space.
+
+    `matrix` is the weighted user x item matrix (CSR, float32); the event log arrays (one entry
+    per event, aligned) feed the models that care about time, type or sessions.
+    """
+
+    matrix: sp.csr_matrix
+    user_rows: np.ndarray  # int32, one per event
+    item_rows: np.ndarray  # int32
+    timestamps: np.ndarray  # float64 Unix seconds
+    weights: np.ndarray  # float32, the event's weight
+    sessions: np.ndarray | None = None  # int64 session (basket) codes, -1 when unknown
+    now: float = 0.0  # the reference time for decay: the end of the data window
+    item_texts: tuple[str, ...] | None = None  # title, category, tags, description; for content
+
+    @property
+    def n_users(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.matrix.shape[1])
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top `k` of a dense score array: (indices, scores), best first; -inf never ranks."""
+    k = min(k, scores.shape[1])
+    if k <= 0:
+        empty = np.empty((scores.shape[0], 0))
+        return empty.astype(np.int64), empty.astype(np.float32)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+def history_rows(matrix: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
+    """The users' rows of `matrix`; users beyond its last row get empty rows."""
+    users = np.asarray(users, dtype=np.int64)
+    known = users < matrix.shape[0]
+    if known.all():
+        return matrix[users]
+    rows = sp.lil_matrix((len(users), matrix.shape[1]), dtype=matrix.dtype)
+    rows[np.flatnonzero(known)] = matrix[users[known]]
+    return rows.tocsr()
+
+
+class Recommender:
+    """The contract every model meets; subclasses implement `_fit`, `score` and the array state."""
+
+    name: ClassVar[str] = "base"
+    supports_similar: ClassVar[bool] = False
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+
+    def fit(self, data: Interactions) -> Recommender:
+        self.n_items_ = data.n_items
+        self._fit(data)
+        return self
+
+    def _fit(self, data: Interactions) -> None:
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit() or load() first")
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        """Scores of every item for each user; `history` holds the users' weighted rows."""
+        raise NotImplementedError
+
+    def recommend(
+        self, users: np.ndarray, history: sp.csr_matrix, n: int, *, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top `n` items for each user: (item rows, scores), best first."""
+        scores = self.score(users, history)
+        if exclude_seen:
+            mask_seen(scores, history)
+        return top_k(scores, n)
+
+    def similar_items(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `n` items most like each given item (itself excluded)."""
+        raise NotImplementedError(f"{type(self).__name__} does not find similar items")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The learned state, as plain arrays (saved with numpy, no pickle)."""
+        self._check_fitted()
+        return {"n_items": np.array([self.n_items_]), **self._arrays()}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Recommender:
+        model = cls(**params)
+        model.n_items_ = int(arrays["n_items"][0])
+        model._restore(arrays)
+        return model
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+
+def mask_seen(scores: np.ndarray, history: sp.csr_matrix) -> None:
+    """Set the scores of items in each user's history to -inf, in place."""
+    rows, cols = history.nonzero()
+    scores[rows, cols] = -np.inf
+
+
+def normalize_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row scaled into [0, 1] by its maximum (rows of zeros stay zero), so sources can be blended."""
+    top = scores.max(axis=1, keepdims=True)
+    top[~np.isfinite(top) | (top <= 0)] = 1.0
+    out = np.clip(scores / top, 0.0, None)
+    out[~np.isfinite(out)] = 0.0
+    result: np.ndarray = out.astype(np.float32, copy=False)
+    return result
+
+
+def sparse_to_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+    matrix = matrix.tocsr()
+    return {
+        f"{prefix}.data": matrix.data.astype(np.float32),
+        f"{prefix}.indices": matrix.indices.astype(np.int32),
+        f"{prefix}.indptr": matrix.indptr.astype(np.int64),
+        f"{prefix}.shape": np.array(matrix.shape, dtype=np.int64),
+    }
+
+
+def sparse_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> sp.csr_matrix:
+    shape = tuple(int(x) for x in arrays[f"{prefix}.shape"])
+    return sp.csr_matrix(
+        (arrays[f"{prefix}.data"], arrays[f"{prefix}.indices"], arrays[f"{prefix}.indptr"]), shape=shape
+    )

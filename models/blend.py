@@ -1,0 +1,96 @@
+"""A weighted blend of recommenders, with one set of weights per mode.
+
+Modes: `discover` (items new to the user; seen items are never recommended) and `all` (repeats
+allowed, as when people rebuy groceries). Each source's scores are scaled into [0, 1] per user
+before weighting, and popularity always adds a small share, so a user or item that a source
+knows nothing about is still filled from the next source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from models.base import Interactions, NotFittedError, Recommender, mask_seen, normalize_rows, top_k
+
+MODES = ("discover", "all")
+FILL_WEIGHT = 1e-3
+
+
+class Blend(Recommender):
+    name = "blend"
+
+    def __init__(
+        self,
+        components: dict[str, Recommender],
+        weights: dict[str, dict[str, float]] | None = None,
+    ) -> None:
+        self.components = components
+        self.weights = weights
+
+    def get_params(self) -> dict[str, Any]:
+        return {"weights": self.weights}
+
+    def _fit(self, data: Interactions) -> None:
+        for component in self.components.values():
+            component.fit(data)
+        if self.weights is None:
+            self.weights = {mode: dict.fromkeys(self.components, 1.0) for mode in MODES}
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise NotFittedError("Blend is not fitted yet: call fit() or load() first")
+
+    def component_scores(self, users: np.ndarray, history: sp.csr_matrix) -> dict[str, np.ndarray]:
+        """Each component's scores for these users, scaled into [0, 1] per user."""
+        self._check_fitted()
+        return {name: normalize_rows(c.score(users, history)) for name, c in self.components.items()}
+
+    def combine(self, parts: dict[str, np.ndarray], mode: str) -> np.ndarray:
+        """Weighted sum of scaled component scores (the fill share of popularity included)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        assert self.weights is not None
+        weights = self.weights[mode]
+        total: np.ndarray | None = None
+        for name, scores in parts.items():
+            weight = weights.get(name, 0.0) + (FILL_WEIGHT if name == "popularity" else 0.0)
+            if weight:
+                total = scores * weight if total is None else total + scores * weight
+        if total is None:
+            return np.zeros_like(next(iter(parts.values())))
+        return total
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix, mode: str = "discover") -> np.ndarray:
+        return self.combine(self.component_scores(users, history), mode)
+
+    def recommend(
+        self,
+        users: np.ndarray,
+        history: sp.csr_matrix,
+        n: int,
+        *,
+        exclude_seen: bool | None = None,
+        mode: str = "discover",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.score(users, history, mode)
+        if exclude_seen if exclude_seen is not None else mode == "discover":
+            mask_seen(scores, history)
+        return top_k(scores, n)
+
+    def similar_items(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """From the first component that finds similar items (collaborative before content)."""
+        for name in ("item_knn", "als", "co_purchase", "content", "bpr"):
+            component = self.components.get(name)
+            if component is not None and component.supports_similar:
+                return component.similar_items(items, n)
+        raise NotImplementedError("no component of this blend finds similar items")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        self._check_fitted()
+        out = {"n_items": np.array([self.n_items_])}
+        for name, component in self.components.items():
+            out.update({f"{name}.{key}": value for key, value in component.arrays().items()})
+        return out

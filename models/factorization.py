@@ -1,0 +1,154 @@
+"""Matrix factorization with implicit: ALS (with fold-in for users it has not seen) and BPR."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from implicit.cpu.bpr import BayesianPersonalizedRanking
+from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
+from models.base import Interactions, Recommender, top_k
+
+
+def _seed(random_state: int | None) -> int | None:
+    return None if random_state is None else int(random_state)
+
+
+class _Factors(Recommender):
+    """Scores are dot products of user and item factors."""
+
+    supports_similar = True
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
+
+    def _user_vectors(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        vectors = np.zeros((len(users), self.item_factors_.shape[1]), dtype=np.float32)
+        known = users < self.user_factors_.shape[0]
+        vectors[known] = self.user_factors_[users[known]]
+        return vectors
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        return np.asarray(self._user_vectors(users, history) @ self.item_factors_.T, dtype=np.float32)
+
+    def similar_items(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        factors = self.item_factors_
+        norms = np.linalg.norm(factors, axis=1)
+        norms[norms == 0] = 1.0
+        unit = factors / norms[:, None]
+        scores = unit[np.asarray(items)] @ unit.T
+        scores[np.arange(len(items)), items] = -np.inf
+        return top_k(scores.astype(np.float32), n)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_factors_ = arrays["user_factors"]
+        self.item_factors_ = arrays["item_factors"]
+
+
+class ALS(_Factors):
+    """Implicit-feedback ALS (Hu, Koren, Volinsky): confidence 1 + alpha * weight."""
+
+    name = "als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        random_state: int | None = None,
+        num_threads: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    def _fit(self, data: Interactions) -> None:
+        with threadpool_limits(1, "blas"):  # implicit parallelizes itself; BLAS threads would fight it
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                random_state=_seed(self.random_state),
+                num_threads=self.num_threads,
+            )
+            model.fit(data.matrix, show_progress=False)
+        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+
+    def _user_vectors(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        vectors = super()._user_vectors(users, history)
+        unseen = np.flatnonzero(users >= self.user_factors_.shape[0])
+        if len(unseen):
+            vectors[unseen] = self.fold_in(history[unseen])
+        return vectors
+
+    def fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+        """User factors from weighted histories alone, with item factors fixed (one ALS half-step)."""
+        self._check_fitted()
+        item_factors = self.item_factors_.astype(np.float64)
+        gram = item_factors.T @ item_factors
+        regular = self.regularization * np.eye(item_factors.shape[1])
+        history = sp.csr_matrix(history)
+        out = np.zeros((history.shape[0], item_factors.shape[1]), dtype=np.float32)
+        for row in range(history.shape[0]):
+            start, end = history.indptr[row], history.indptr[row + 1]
+            if start == end:
+                continue
+            items = history.indices[start:end]
+            confidence = self.alpha * history.data[start:end].astype(np.float64)
+            factors = item_factors[items]
+            lhs = gram + (factors.T * confidence) @ factors + regular
+            rhs = (factors.T * (1.0 + confidence)).sum(axis=1)
+            out[row] = np.linalg.solve(lhs, rhs)
+        return out
+
+
+class BPR(_Factors):
+    """Bayesian personalized ranking (implicit's), optimizing pairwise order."""
+
+    name = "bpr"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.05,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        random_state: int | None = None,
+        num_threads: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.iterations = iterations
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    def _fit(self, data: Interactions) -> None:
+        model = BayesianPersonalizedRanking(
+            factors=self.factors,
+            learning_rate=self.learning_rate,
+            regularization=self.regularization,
+            iterations=self.iterations,
+            random_state=_seed(self.random_state),
+            num_threads=self.num_threads,
+        )
+        model.fit(data.matrix, show_progress=False)
+        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+
+    def get_params(self) -> dict[str, Any]:
+        return super().get_params()

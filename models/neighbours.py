@@ -1,0 +1,116 @@
+"""Item-to-item models: neighbours from co-interaction (implicit's cosine or BM25) and
+"bought together" co-occurrence within baskets or sessions."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight
+from sklearn.preprocessing import normalize
+
+from models.base import Interactions, Recommender, sparse_from_arrays, sparse_to_arrays, top_k
+
+
+def _keep_top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Keep the `k` largest entries of each row."""
+    matrix = matrix.tocsr()
+    matrix.eliminate_zeros()
+    rows, cols, vals = [], [], []
+    for row in range(matrix.shape[0]):
+        start, end = matrix.indptr[row], matrix.indptr[row + 1]
+        if start == end:
+            continue
+        data = matrix.data[start:end]
+        keep = np.argsort(-data, kind="stable")[:k]
+        rows.append(np.full(len(keep), row))
+        cols.append(matrix.indices[start:end][keep])
+        vals.append(data[keep])
+    if not rows:
+        return sp.csr_matrix(matrix.shape, dtype=np.float32)
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=matrix.shape,
+        dtype=np.float32,
+    )
+
+
+class _ItemToItem(Recommender):
+    """Scores are the user's history times an item x item similarity."""
+
+    supports_similar = True
+    similarity_: sp.csr_matrix
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        self._check_fitted()
+        return np.asarray((history @ self.similarity_).toarray(), dtype=np.float32)
+
+    def similar_items(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        scores = self.similarity_[np.asarray(items)].toarray().astype(np.float32)
+        scores[scores <= 0] = -np.inf
+        scores[np.arange(len(items)), items] = -np.inf
+        return top_k(scores, n)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return sparse_to_arrays("similarity", self.similarity_)
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.similarity_ = sparse_from_arrays("similarity", arrays)
+
+
+class ItemKNN(_ItemToItem):
+    """Item-item neighbours from who interacted with what (implicit's cosine or BM25)."""
+
+    name = "item_knn"
+
+    def __init__(self, neighbours: int = 100, method: str = "bm25", k1: float = 1.2, b: float = 0.75) -> None:
+        self.neighbours = neighbours
+        self.method = method
+        self.k1 = k1
+        self.b = b
+
+    def _fit(self, data: Interactions) -> None:
+        if self.method not in ("cosine", "bm25"):
+            raise ValueError(f"method must be 'cosine' or 'bm25', not {self.method!r}")
+        # Weighted here rather than by implicit's Cosine/BM25 recommenders, which hand COO to
+        # their own fit (a warning each time); the neighbour search is implicit's.
+        if self.method == "bm25":
+            matrix = sp.csr_matrix(bm25_weight(data.matrix.T, self.k1, self.b).T, dtype=np.float64)
+        else:
+            matrix = sp.csr_matrix(normalize(data.matrix.astype(np.float64), norm="l2", axis=0))
+        model = ItemItemRecommender(K=self.neighbours)
+        model.fit(matrix, show_progress=False)
+        similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
+        similarity.setdiag(0)
+        similarity.eliminate_zeros()
+        self.similarity_ = similarity
+
+
+class CoPurchase(_ItemToItem):
+    """Items that appear together in baskets (sessions), normalized like cosine."""
+
+    name = "co_purchase"
+
+    def __init__(self, neighbours: int = 50) -> None:
+        self.neighbours = neighbours
+
+    def _fit(self, data: Interactions) -> None:
+        groups = data.sessions if data.sessions is not None else None
+        if groups is None or (groups < 0).all():
+            groups = data.user_rows.astype(np.int64)
+        known = groups >= 0
+        codes, group_rows = np.unique(groups[known], return_inverse=True)
+        baskets = sp.csr_matrix(
+            (np.ones(int(known.sum()), dtype=np.float32), (group_rows, data.item_rows[known])),
+            shape=(len(codes), data.n_items),
+        )
+        baskets.data[:] = 1.0  # presence, not counts
+        baskets.sum_duplicates()
+        baskets.data[:] = 1.0
+        together = (baskets.T @ baskets).tocsr().astype(np.float32)
+        counts = np.asarray(together.diagonal()).ravel()
+        together.setdiag(0)
+        together.eliminate_zeros()
+        norms = np.sqrt(np.maximum(counts, 1.0))
+        together = sp.diags(1.0 / norms) @ together @ sp.diags(1.0 / norms)
+        self.similarity_ = _keep_top_per_row(sp.csr_matrix(together, dtype=np.float32), self.neighbours)
