@@ -11,7 +11,7 @@ array, and `recommend` ranks it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -79,7 +79,7 @@ class Recommender:
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
 
-    def fit(self, data: Interactions) -> Recommender:
+    def fit(self, data: Interactions) -> Self:
         self.n_items_ = data.n_items
         self._fit(data)
         return self

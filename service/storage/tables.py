@@ -146,3 +146,14 @@ api_keys = Table(
     Column("last_used_at", UtcDateTime()),
     Column("revoked_at", UtcDateTime()),
 )
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("version", String(64), primary_key=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("activated_at", UtcDateTime()),
+    Column("forced", Boolean, nullable=False, default=False),
+    Column("metrics", JSON, nullable=False, default=dict),
+    Column("summary", JSON, nullable=False, default=dict),
+)

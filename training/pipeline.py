@@ -1,0 +1,203 @@
+"""The training job: weight, split, fit, learn blend weights, evaluate against baselines, refit.
+
+split all events by time     train | test          (test: the last 20% of events)
+split train the same way     train_a | validation
+fit sources on train_a   ->  learn blend weights per mode on validation
+fit on train             ->  evaluate on test, beside MostPopular
+refit on all events      ->  the model to publish
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models import ALS, Blend, BuyAgain, ContentSimilarity, CoPurchase, ItemKNN, ModelBundle, Popularity
+from models.base import Recommender
+from training.blending import learn_weights
+from training.dataset import Split, Weighting, interactions
+from training.evaluate import MODE_OF_VARIANT, VARIANTS, evaluate, relevance
+from training.events import EventLog
+
+Progress = Callable[[str], None]
+CODE_VERSION = importlib.metadata.version("shopcast")
+MIN_EVENTS = 10
+STAGES = ("fit on train_a", "learn blend weights", "fit on train", "evaluate on test", "refit on all events")
+ALS_DEFAULTS: dict[str, Any] = {"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 15}
+ITEM_KNN_DEFAULTS: dict[str, Any] = {"neighbours": 100, "method": "bm25"}
+
+
+class TrainingError(ValueError):
+    """The data cannot make a model (too little of it, or of the wrong kind)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    weighting: Weighting = field(default_factory=Weighting)
+    als: dict[str, Any] = field(default_factory=dict)
+    item_knn: dict[str, Any] = field(default_factory=dict)
+    buy_again_half_life_days: float | None = 14.0
+    trending_half_life_days: float = 7.0
+    target: tuple[str, ...] | None = ("purchase",)
+    test_share: float = 0.2
+    max_eval_users: int = 5_000
+    seed: int = 42
+    threads: int = 0
+
+    def components(self, with_content: bool) -> dict[str, Recommender]:
+        als = ALS_DEFAULTS | self.als
+        components: dict[str, Recommender] = {
+            "als": ALS(**als, random_state=self.seed, num_threads=self.threads),
+            "item_knn": ItemKNN(**(ITEM_KNN_DEFAULTS | self.item_knn)),
+            "co_purchase": CoPurchase(),
+            "buy_again": BuyAgain(half_life_days=self.buy_again_half_life_days),
+            "popularity": Popularity(),
+            "trending": Popularity(half_life_days=self.trending_half_life_days),
+        }
+        if with_content:
+            components["content"] = ContentSimilarity()
+        return components
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "event_weights": self.weighting.event_weights,
+            "half_life_days": self.weighting.half_life_days,
+            "als": self.als,
+            "item_knn": self.item_knn,
+            "target": list(self.target) if self.target else "all",
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class TrainResult:
+    bundle: ModelBundle
+    metrics: dict[str, dict[str, float]]  # variant -> metric -> value (test split)
+    baselines: dict[str, dict[str, dict[str, float]]]  # baseline -> variant -> metrics
+    validation: dict[str, float]  # mode -> validation NDCG@10 of the learned blend
+    split: dict[str, Any]
+    seconds: dict[str, float]
+    evaluated: Blend  # the blend fitted on the train split, as evaluated (for the quality gate)
+
+
+def _check(log: EventLog, target: tuple[str, ...] | None) -> None:
+    if len(log) < MIN_EVENTS:
+        raise TrainingError(f"{len(log)} events: at least {MIN_EVENTS} are needed to train and evaluate")
+    if len(log.user_ids) < 2 or len(log.item_ids) < 2:
+        raise TrainingError("at least two users and two items are needed to learn anything")
+    if np.ptp(log.timestamps) == 0:
+        raise TrainingError("every event has the same timestamp: no time split is possible")
+
+
+def train(
+    log: EventLog,
+    config: TrainConfig,
+    *,
+    item_texts: tuple[str, ...] | None = None,
+    progress: Progress | None = None,
+    refit: bool = True,
+) -> TrainResult:
+    """Run the whole job on an event log (sorted by time, ids coded).
+
+    Without `refit` (evaluation only) the bundle holds the blend fitted on the train split.
+    """
+    say = progress or (lambda _stage: None)
+    _check(log, config.target)
+    n_users, n_items = len(log.user_ids), len(log.item_ids)
+    with_content = item_texts is not None and any(t.strip() for t in item_texts)
+    seconds: dict[str, float] = {}
+
+    def data_of(events: EventLog) -> Any:
+        return interactions(
+            events,
+            config.weighting,
+            n_users=n_users,
+            n_items=n_items,
+            item_texts=item_texts if with_content else None,
+        )
+
+    outer = Split.temporal(log, config.test_share)
+    inner = Split.temporal(outer.train, config.test_share)
+    started = time.perf_counter()
+
+    say("fit on train_a")
+    fit_a = data_of(inner.train)
+    blend = Blend(config.components(with_content)).fit(fit_a)
+    say("learn blend weights")
+    weights, validation = {}, {}
+    for variant in VARIANTS:
+        truth = relevance(
+            fit_a.matrix,
+            inner.test,
+            variant=variant,
+            target=config.target,
+            max_users=config.max_eval_users,
+            seed=config.seed,
+        )
+        mode = MODE_OF_VARIANT[variant]
+        weights[mode], validation[mode] = learn_weights(
+            blend, fit_a.matrix, truth, exclude_seen=variant == "novel"
+        )
+    seconds["validation"] = time.perf_counter() - started
+
+    say("fit on train")
+    started = time.perf_counter()
+    fit_train = data_of(outer.train)
+    blend = Blend(config.components(with_content), weights=weights).fit(fit_train)
+    popular = Popularity().fit(fit_train)
+    say("evaluate on test")
+    metrics: dict[str, dict[str, float]] = {}
+    baselines: dict[str, dict[str, dict[str, float]]] = {"most_popular": {}}
+    for variant in VARIANTS:
+        truth = relevance(
+            fit_train.matrix,
+            outer.test,
+            variant=variant,
+            target=config.target,
+            max_users=config.max_eval_users,
+            seed=config.seed,
+        )
+        mode, novel = MODE_OF_VARIANT[variant], variant == "novel"
+
+        def blended(users: np.ndarray, rows: Any, mode: str = mode) -> np.ndarray:
+            return blend.score(users, rows, mode)
+
+        metrics[variant] = evaluate(blended, fit_train.matrix, truth, exclude_seen=novel)
+        baselines["most_popular"][variant] = evaluate(
+            popular.score, fit_train.matrix, truth, exclude_seen=novel
+        )
+    seconds["evaluation"] = time.perf_counter() - started
+
+    final = blend
+    if refit:
+        say("refit on all events")
+        started = time.perf_counter()
+        final = Blend(config.components(with_content), weights=weights).fit(data_of(log))
+        seconds["refit"] = time.perf_counter() - started
+    start, end = log.window
+    split = {
+        "cutoff": outer.cutoff,
+        "validation_cutoff": inner.cutoff,
+        "events": len(log),
+        "train_events": len(outer.train),
+        "test_events": len(outer.test),
+        "users": n_users,
+        "items": n_items,
+    }
+    metadata = {
+        "trained_at": time.time(),
+        "code_version": CODE_VERSION,
+        "data_window": {"start": start, "end": end},
+        "parameters": config.describe(),
+        "metrics": metrics,
+        "baselines": baselines,
+        "validation": validation,
+        "split": split,
+    }
+    bundle = ModelBundle(final, log.user_ids, log.item_ids, metadata)
+    return TrainResult(bundle, metrics, baselines, validation, split, seconds, evaluated=blend)
