@@ -162,3 +162,13 @@ def auth(ctx: Context) -> KeyMaker:
 @pytest.fixture
 async def admin(auth: KeyMaker) -> dict[str, str]:
     return await auth("admin")
+
+
+@pytest.fixture
+def env(settings: Settings) -> dict[str, str]:
+    """Environment for running `shopcast` commands against the test database."""
+    return {
+        "SHOPCAST_DATABASE_URL": settings.database.url,
+        "SHOPCAST_DATA_DIR": str(settings.data_dir),
+        "SHOPCAST_SECRET_KEY": SECRET,
+    }

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -17,22 +16,12 @@ from service.cli import cli
 from service.context import Context
 from service.settings import Settings
 from service.storage.tables import events, items, users
-from tests.conftest import SECRET
 
 EVENTS_CSV = """event_id,user_id,item_id,event,timestamp,channel,quantity,price,session_id
 e1,u1,i1,view,2024-01-01T10:00:00Z,web,,,s1
 e2,u1,i2,add_to_cart,1704103200,app,2,3.5,s1
 e3,u2,i1,purchase,2024-01-01 12:00:00,store,1,9.99,
 """
-
-
-@pytest.fixture
-def env(settings: Settings) -> dict[str, str]:
-    return {
-        "SHOPCAST_DATABASE_URL": settings.database.url,
-        "SHOPCAST_DATA_DIR": str(settings.data_dir),
-        "SHOPCAST_SECRET_KEY": SECRET,
-    }
 
 
 def run(env: dict[str, str], *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:

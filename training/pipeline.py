@@ -21,12 +21,13 @@ from models import ALS, Blend, BuyAgain, ContentSimilarity, CoPurchase, ItemKNN,
 from models.base import Recommender
 from training.blending import learn_weights
 from training.dataset import Split, Weighting, interactions
-from training.evaluate import MODE_OF_VARIANT, VARIANTS, evaluate, relevance
+from training.evaluate import MODE_OF_VARIANT, VARIANTS, evaluate, relevance, target_mask
 from training.events import EventLog
 
 Progress = Callable[[str], None]
 CODE_VERSION = importlib.metadata.version("shopcast")
 MIN_EVENTS = 10
+MAX_CLOCK_SKEW = 86_400.0
 STAGES = ("fit on train_a", "learn blend weights", "fit on train", "evaluate on test", "refit on all events")
 ALS_DEFAULTS: dict[str, Any] = {"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 15}
 ITEM_KNN_DEFAULTS: dict[str, Any] = {"neighbours": 100, "method": "bm25"}
@@ -48,6 +49,7 @@ class TrainConfig:
     max_eval_users: int = 5_000
     seed: int = 42
     threads: int = 0
+    sources: tuple[str, ...] | None = None  # restrict the blend to these sources (None: all)
 
     def components(self, with_content: bool) -> dict[str, Recommender]:
         als = ALS_DEFAULTS | self.als
@@ -61,6 +63,11 @@ class TrainConfig:
         }
         if with_content:
             components["content"] = ContentSimilarity()
+        if self.sources is not None:
+            unknown = set(self.sources) - set(components) - {"content"}
+            if unknown:
+                raise TrainingError(f"unknown sources {sorted(unknown)}; known: {sorted(components)}")
+            components = {name: c for name, c in components.items() if name in self.sources}
         return components
 
     def describe(self) -> dict[str, Any]:
@@ -88,10 +95,21 @@ class TrainResult:
 def _check(log: EventLog, target: tuple[str, ...] | None) -> None:
     if len(log) < MIN_EVENTS:
         raise TrainingError(f"{len(log)} events: at least {MIN_EVENTS} are needed to train and evaluate")
-    if len(log.user_ids) < 2 or len(log.item_ids) < 2:
-        raise TrainingError("at least two users and two items are needed to learn anything")
+    if len(np.unique(log.users)) < 2 or len(np.unique(log.items)) < 2:
+        raise TrainingError("at least two users and two items with events are needed to learn anything")
     if np.ptp(log.timestamps) == 0:
         raise TrainingError("every event has the same timestamp: no time split is possible")
+    future = log.timestamps > time.time() + MAX_CLOCK_SKEW
+    if future.any():
+        raise TrainingError(
+            f"{int(future.sum())} events are in the future (latest at Unix time {log.timestamps.max():.0f}): "
+            "fix the timestamps (milliseconds instead of seconds?)"
+        )
+    if target is not None and not target_mask(log, target).any():
+        raise TrainingError(
+            f"no {' or '.join(target)} events to learn and evaluate against; "
+            "use --target all to count every event"
+        )
 
 
 def train(

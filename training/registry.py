@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from models import ModelBundle, load, save
+from models import ArtifactError, ModelBundle, load, save
 from service.storage.tables import model_versions
 
 STALE_STAGING_SECONDS = 3_600
@@ -106,8 +106,12 @@ class ModelRegistry:
         """Serve `version` again (its files must still be there)."""
         if version not in {v.version for v in await self.versions()}:
             raise RegistryError(f"no version {version!r}; see `shopcast models list`")
-        if not (self.path(version) / "manifest.json").exists():
+        if not self.path(version).exists():
             raise RegistryError(f"version {version} has no files in {self.models_dir} (pruned?)")
+        try:
+            load(self.path(version))
+        except ArtifactError as exc:
+            raise RegistryError(f"version {version} cannot be served: {exc}") from None
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(model_versions)
