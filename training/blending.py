@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from models import Blend
 from models.base import mask_seen, normalize_rows, top_k
-from training.evaluate import Relevance
+from training.evaluate import Relevance, batch_size
 from training.metrics import ndcg_at_k
 
 GRID = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -27,8 +27,9 @@ class _Candidates:
         self.names = list(blend.components)
         items_rows, score_rows, hit_rows = [], [], []
         relevant = truth.matrix
-        for start in range(0, len(truth.users), 512):
-            users = truth.users[start : start + 512]
+        batch = batch_size(history.shape[1])
+        for start in range(0, len(truth.users), batch):
+            users = truth.users[start : start + batch]
             rows = history[users]
             parts = {}
             for name, component in blend.components.items():

@@ -73,11 +73,17 @@ def relevance(
     return Relevance(users=users, matrix=pairs.tocsr())
 
 
+def batch_size(n_items: int) -> int:
+    """Users scored at once: dense score arrays stay around 20 million entries."""
+    return max(16, min(512, 20_000_000 // max(n_items, 1)))
+
+
 def rank(
-    scorer: Scorer, history: sp.csr_matrix, users: np.ndarray, k: int, *, exclude_seen: bool, batch: int = 512
+    scorer: Scorer, history: sp.csr_matrix, users: np.ndarray, k: int, *, exclude_seen: bool
 ) -> np.ndarray:
     """Top-k item rows for each user (-1 where fewer than k items could be ranked)."""
     out = np.full((len(users), k), -1, dtype=np.int64)
+    batch = batch_size(history.shape[1])
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
         rows = history[chunk]

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from service.cli.common import run_with_context, say, settings_from_env
 from service.cli.importing import describe, import_file
 from service.cli.serve import serve
+from service.cli.training import config_from, print_table, registry_for, results_table, train_and_publish
 from service.context import Context
 from service.storage.tables import events
 
@@ -28,6 +29,16 @@ async def load_sample(ctx: Context) -> str:
         for kind, name in FILES:
             report = await import_file(ctx, kind, str(SAMPLE / name), progress=True)
             say(describe(report, kind, dry_run=False))
+    current = await registry_for(ctx).current()
+    if current is None:
+        say("training on the sample (about half a minute) ...")
+        result, version, verdict = await train_and_publish(
+            ctx, None, config_from(seed=42, threads=0, target="purchase")
+        )
+        print_table(results_table(result), result.split)
+        say(f"{verdict}; serving model {version}")
+    else:
+        say(f"model {current.version} is served (retrain with `shopcast train`)")
     new = await ctx.keys.create("demo", DEMO_SCOPES)
     return new.secret
 
@@ -45,8 +56,7 @@ shopcast demo is ready: the Complete Journey sample shop (CC0) is imported.
     curl -s {base}/v1/users/1/export -H "Authorization: Bearer $KEY" | head -c 600
     curl -s -X POST {base}/v1/events -H "Authorization: Bearer $KEY" \\
          -H 'Content-Type: application/json' \\
-         -d '{{"user_id":"1","item_id":"1082185","event":"view",\
-              "timestamp":"2026-01-01T10:00:00Z","channel":"web"}}'
+         -d '{{"user_id":"1","item_id":"1082185","event":"view","timestamp":"2026-01-01T10:00:00Z"}}'
     curl -s {base}/health/ready
 
   OpenAPI: {base}/schema    Metrics: {base}/metrics

@@ -86,6 +86,36 @@ def config_from(seed: int, threads: int, target: str) -> TrainConfig:
     )
 
 
+async def train_and_publish(
+    ctx: Context,
+    events_path: Path | None,
+    config: TrainConfig,
+    *,
+    tolerance: float = 0.05,
+    force: bool = False,
+) -> tuple[TrainResult, str | None, str]:
+    """Train, and publish when the gate passes (or `force`).
+
+    Returns the result, the version (None when refused) and the gate's verdict.
+    """
+    registry = registry_for(ctx)
+    log, texts = await load_log(ctx, events_path)
+    result = await asyncio.to_thread(run_training, ctx, log, texts, config, True)
+    try:
+        served = await registry.load_current()
+    except ArtifactError as exc:
+        say(f"the served model cannot be read ({exc}); comparing against nothing")
+        served = None
+    decision = await asyncio.to_thread(decide, result, served, log, config, tolerance=tolerance)
+    if not decision.passed and not force:
+        return result, None, decision.describe()
+    if not decision.passed:
+        say(f"WARNING: publishing with --force although {decision.describe()}")
+    summary = {"split": result.split, "gate": decision.describe(), "seconds": result.seconds}
+    version = await registry.publish(result.bundle, forced=not decision.passed, summary=summary)
+    return result, version, decision.describe()
+
+
 events_option = click.option(
     "--events",
     "events_path",
@@ -125,27 +155,11 @@ def train_command(
     """Train, evaluate against baselines, and publish a new model version if it is not worse."""
     settings = settings_from_env()
     config = config_from(seed, threads, target)
-
-    async def job(ctx: Context) -> tuple[TrainResult, str | None, str]:
-        registry = registry_for(ctx)
-        log, texts = await load_log(ctx, events_path)
-        result = await asyncio.to_thread(run_training, ctx, log, texts, config, True)
-        try:
-            served = await registry.load_current()
-        except ArtifactError as exc:
-            say(f"the served model cannot be read ({exc}); comparing against nothing")
-            served = None
-        decision = await asyncio.to_thread(decide, result, served, log, config, tolerance=tolerance)
-        if not decision.passed and not force:
-            return result, None, decision.describe()
-        if not decision.passed:
-            say(f"WARNING: publishing with --force although {decision.describe()}")
-        summary = {"split": result.split, "gate": decision.describe(), "seconds": result.seconds}
-        version = await registry.publish(result.bundle, forced=not decision.passed, summary=summary)
-        return result, version, decision.describe()
-
     try:
-        result, version, verdict = run_with_context(settings, job)
+        result, version, verdict = run_with_context(
+            settings,
+            lambda ctx: train_and_publish(ctx, events_path, config, tolerance=tolerance, force=force),
+        )
     except (EventDataError, TrainingError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
