@@ -51,6 +51,14 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class JobSettings:
+    """What `shopcast worker` runs on a schedule (cron expressions, UTC; empty: never)."""
+
+    retrain_cron: str = "0 3 * * *"
+    retrain_tune_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
     json: bool = True
@@ -63,6 +71,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
     smtp_url: str | None = None
     secret_key: str | None = None
 
@@ -113,6 +122,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log=LogSettings(
             level=(get("LOG_LEVEL", "INFO") or "INFO").upper(),
             json=(get("LOG_FORMAT", "json") or "json") == "json",
+        ),
+        jobs=JobSettings(
+            retrain_cron=env.get("SHOPCAST_RETRAIN_CRON", "0 3 * * *").strip(),
+            retrain_tune_seconds=float(get("RETRAIN_TUNE_SECONDS", "0") or 0),
         ),
         smtp_url=get("SMTP_URL"),
         secret_key=get("SECRET_KEY"),

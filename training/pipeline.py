@@ -17,7 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from models import ALS, Blend, BuyAgain, ContentSimilarity, CoPurchase, ItemKNN, ModelBundle, Popularity
+from models import (
+    ALS,
+    Blend,
+    BuyAgain,
+    ContentSimilarity,
+    CoPurchase,
+    Interactions,
+    ItemKNN,
+    ModelBundle,
+    Popularity,
+)
 from models.base import Recommender
 from training.blending import learn_weights
 from training.dataset import Split, Weighting, interactions
@@ -43,7 +53,7 @@ class TrainConfig:
     als: dict[str, Any] = field(default_factory=dict)
     item_knn: dict[str, Any] = field(default_factory=dict)
     buy_again_half_life_days: float | None = 14.0
-    trending_half_life_days: float = 7.0
+    trending_half_lives_days: tuple[float, ...] = (1.0, 7.0, 30.0)
     target: tuple[str, ...] | None = ("purchase",)
     test_share: float = 0.2
     max_eval_users: int = 5_000
@@ -59,8 +69,9 @@ class TrainConfig:
             "co_purchase": CoPurchase(),
             "buy_again": BuyAgain(half_life_days=self.buy_again_half_life_days),
             "popularity": Popularity(),
-            "trending": Popularity(half_life_days=self.trending_half_life_days),
         }
+        for days in self.trending_half_lives_days:
+            components[f"trending_{days:g}d"] = Popularity(half_life_days=days)
         if with_content:
             components["content"] = ContentSimilarity()
         if self.sources is not None:
@@ -112,6 +123,46 @@ def _check(log: EventLog, target: tuple[str, ...] | None) -> None:
         )
 
 
+def training_data(
+    events: EventLog, config: TrainConfig, n_users: int, n_items: int, item_texts: tuple[str, ...] | None
+) -> Interactions:
+    return interactions(events, config.weighting, n_users=n_users, n_items=n_items, item_texts=item_texts)
+
+
+def validate(
+    log: EventLog,
+    config: TrainConfig,
+    *,
+    item_texts: tuple[str, ...] | None = None,
+    progress: Progress | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Fit on train_a and learn blend weights on validation: (weights per mode, NDCG@10 per mode)."""
+    say = progress or (lambda _stage: None)
+    with_content = item_texts is not None and any(t.strip() for t in item_texts)
+    inner = Split.temporal(Split.temporal(log, config.test_share).train, config.test_share)
+    say("fit on train_a")
+    fit_a = training_data(
+        inner.train, config, len(log.user_ids), len(log.item_ids), item_texts if with_content else None
+    )
+    blend = Blend(config.components(with_content)).fit(fit_a)
+    say("learn blend weights")
+    weights, validation = {}, {}
+    for variant in VARIANTS:
+        truth = relevance(
+            fit_a.matrix,
+            inner.test,
+            variant=variant,
+            target=config.target,
+            max_users=config.max_eval_users,
+            seed=config.seed,
+        )
+        mode = MODE_OF_VARIANT[variant]
+        weights[mode], validation[mode] = learn_weights(
+            blend, fit_a.matrix, truth, exclude_seen=variant == "novel"
+        )
+    return weights, validation
+
+
 def train(
     log: EventLog,
     config: TrainConfig,
@@ -131,36 +182,11 @@ def train(
     seconds: dict[str, float] = {}
 
     def data_of(events: EventLog) -> Any:
-        return interactions(
-            events,
-            config.weighting,
-            n_users=n_users,
-            n_items=n_items,
-            item_texts=item_texts if with_content else None,
-        )
+        return training_data(events, config, n_users, n_items, item_texts if with_content else None)
 
     outer = Split.temporal(log, config.test_share)
-    inner = Split.temporal(outer.train, config.test_share)
     started = time.perf_counter()
-
-    say("fit on train_a")
-    fit_a = data_of(inner.train)
-    blend = Blend(config.components(with_content)).fit(fit_a)
-    say("learn blend weights")
-    weights, validation = {}, {}
-    for variant in VARIANTS:
-        truth = relevance(
-            fit_a.matrix,
-            inner.test,
-            variant=variant,
-            target=config.target,
-            max_users=config.max_eval_users,
-            seed=config.seed,
-        )
-        mode = MODE_OF_VARIANT[variant]
-        weights[mode], validation[mode] = learn_weights(
-            blend, fit_a.matrix, truth, exclude_seen=variant == "novel"
-        )
+    weights, validation = validate(log, config, item_texts=item_texts, progress=say)
     seconds["validation"] = time.perf_counter() - started
 
     say("fit on train")
@@ -200,7 +226,7 @@ def train(
     start, end = log.window
     split = {
         "cutoff": outer.cutoff,
-        "validation_cutoff": inner.cutoff,
+        "validation_cutoff": Split.temporal(outer.train, config.test_share).cutoff,
         "events": len(log),
         "train_events": len(outer.train),
         "test_events": len(outer.test),

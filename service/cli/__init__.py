@@ -10,6 +10,7 @@ from service.cli.importing import import_
 from service.cli.keys import keys
 from service.cli.serve import serve
 from service.cli.training import evaluate_command, models, train_command
+from service.cli.worker import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,7 +19,7 @@ def cli() -> None:
     """shopcast: recommendations and personalized marketing for multi-channel shops."""
 
 
-for command in (serve, db, keys, import_, train_command, evaluate_command, models, demo):
+for command in (serve, worker, db, keys, import_, train_command, evaluate_command, models, demo):
     cli.add_command(command)
 
 

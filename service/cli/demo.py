@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 from service.cli.common import run_with_context, say, settings_from_env
 from service.cli.importing import describe, import_file
 from service.cli.serve import serve
-from service.cli.training import config_from, print_table, registry_for, results_table, train_and_publish
+from service.cli.training import config_from, print_table, results_table, train_with_progress
 from service.context import Context
+from service.retraining import registry_for
 from service.storage.tables import events
 
 SAMPLE = Path(__file__).resolve().parent.parent / "demo" / "sample"
@@ -32,7 +33,7 @@ async def load_sample(ctx: Context) -> str:
     current = await registry_for(ctx).current()
     if current is None:
         say("training on the sample (about half a minute) ...")
-        result, version, verdict = await train_and_publish(
+        result, version, verdict = await train_with_progress(
             ctx, None, config_from(seed=42, threads=0, target="purchase")
         )
         print_table(results_table(result), result.split)

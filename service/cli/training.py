@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +13,14 @@ import click
 import msgspec
 from tqdm import tqdm
 
-from models import ArtifactError
 from service.cli.common import run_with_context, say, settings_from_env
 from service.context import Context
+from service.retraining import load_log, registry_for, train_and_publish
 from training.dataset import DEFAULT_EVENT_WEIGHTS, Weighting
-from training.events import EventDataError, EventLog, read_file
-from training.gate import decide
-from training.pipeline import STAGES, TrainConfig, TrainingError, TrainResult, train
-from training.registry import ModelRegistry, RegistryError
-from training.store import load_events, with_catalog
+from training.events import EventDataError
+from training.pipeline import STAGES, Progress, TrainConfig, TrainingError, TrainResult, train
+from training.registry import RegistryError
+from training.tuning import Trial, parse_budget
 
 COLUMNS = (
     "ndcg@10",
@@ -31,15 +32,6 @@ COLUMNS = (
     "hit_rate@10",
     "coverage@20",
 )
-
-
-def registry_for(ctx: Context) -> ModelRegistry:
-    return ModelRegistry(ctx.engine, ctx.settings.data_dir / "models")
-
-
-async def load_log(ctx: Context, events_path: Path | None) -> tuple[EventLog, tuple[str, ...]]:
-    log = read_file(events_path) if events_path else await load_events(ctx.engine)
-    return await with_catalog(ctx.engine, log)
 
 
 def results_table(result: TrainResult) -> list[dict[str, Any]]:
@@ -61,10 +53,9 @@ def print_table(rows: list[dict[str, Any]], split: dict[str, Any]) -> None:
         click.echo(f"{row['model']:<14} {row['variant']:<8} {int(metrics.get('users', 0)):>6} {values}")
 
 
-def run_training(
-    ctx: Context, log: EventLog, texts: tuple[str, ...], config: TrainConfig, refit: bool
-) -> TrainResult:
-    stages = STAGES if refit else STAGES[:-1]
+@contextmanager
+def stage_bar(stages: tuple[str, ...]) -> Iterator[Progress]:
+    """A progress bar over the pipeline's stages, fed by its progress callback."""
     with tqdm(total=len(stages), desc="train", unit="step", file=sys.stderr) as bar:
 
         def progress(stage: str) -> None:
@@ -72,9 +63,19 @@ def run_training(
             if stage != stages[0]:
                 bar.update(1)
 
-        result = train(log, config, item_texts=texts, progress=progress, refit=refit)
-        bar.update(1)
-    return result
+        yield progress
+        bar.update(bar.total - bar.n)
+
+
+@contextmanager
+def trial_bar() -> Iterator[Any]:
+    with tqdm(desc="tune", unit="trial", file=sys.stderr) as bar:
+
+        def report(trial: Trial) -> None:
+            bar.update(1)
+            bar.set_postfix(best=f"{trial.score:.4f}")
+
+        yield report
 
 
 def config_from(seed: int, threads: int, target: str) -> TrainConfig:
@@ -86,34 +87,13 @@ def config_from(seed: int, threads: int, target: str) -> TrainConfig:
     )
 
 
-async def train_and_publish(
-    ctx: Context,
-    events_path: Path | None,
-    config: TrainConfig,
-    *,
-    tolerance: float = 0.05,
-    force: bool = False,
+async def train_with_progress(
+    ctx: Context, events_path: Path | None, config: TrainConfig, **options: Any
 ) -> tuple[TrainResult, str | None, str]:
-    """Train, and publish when the gate passes (or `force`).
-
-    Returns the result, the version (None when refused) and the gate's verdict.
-    """
-    registry = registry_for(ctx)
-    log, texts = await load_log(ctx, events_path)
-    result = await asyncio.to_thread(run_training, ctx, log, texts, config, True)
-    try:
-        served = await registry.load_current()
-    except ArtifactError as exc:
-        say(f"the served model cannot be read ({exc}); comparing against nothing")
-        served = None
-    decision = await asyncio.to_thread(decide, result, served, log, config, tolerance=tolerance)
-    if not decision.passed and not force:
-        return result, None, decision.describe()
-    if not decision.passed:
-        say(f"WARNING: publishing with --force although {decision.describe()}")
-    summary = {"split": result.split, "gate": decision.describe(), "seconds": result.seconds}
-    version = await registry.publish(result.bundle, forced=not decision.passed, summary=summary)
-    return result, version, decision.describe()
+    with stage_bar(STAGES) as progress, trial_bar() as on_trial:
+        return await train_and_publish(
+            ctx, events_path, config, progress=progress, on_trial=on_trial, say=say, **options
+        )
 
 
 events_option = click.option(
@@ -140,6 +120,8 @@ target_option = click.option(
 @seed_option
 @threads_option
 @target_option
+@click.option("--tune", is_flag=True, help="search hyperparameters on the validation split first")
+@click.option("--budget", default="10m", show_default=True, help="time for --tune: 90s, 10m, 1h")
 @click.option("--force", is_flag=True, help="publish even if the quality gate refuses (said loudly)")
 @click.option("--tolerance", default=0.05, show_default=True, help="how much worse than served is still fine")
 @click.option("--json", "as_json", is_flag=True, help="print metrics and the version as JSON")
@@ -148,17 +130,27 @@ def train_command(
     seed: int,
     threads: int,
     target: str,
+    tune: bool,
+    budget: str,
     force: bool,
     tolerance: float,
     as_json: bool,
 ) -> None:
-    """Train, evaluate against baselines, and publish a new model version if it is not worse."""
-    settings = settings_from_env()
+    """Train, evaluate against baselines, and publish a new model version if it is not worse.
+
+    Exits 3 when the quality gate refuses the new model (the served model stays).
+    """
+    try:
+        tune_seconds = parse_budget(budget) if tune else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--budget") from None
     config = config_from(seed, threads, target)
     try:
         result, version, verdict = run_with_context(
-            settings,
-            lambda ctx: train_and_publish(ctx, events_path, config, tolerance=tolerance, force=force),
+            settings_from_env(),
+            lambda ctx: train_with_progress(
+                ctx, events_path, config, tolerance=tolerance, force=force, tune_seconds=tune_seconds
+            ),
         )
     except (EventDataError, TrainingError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -183,15 +175,17 @@ def train_command(
 @click.option("--json", "as_json", is_flag=True, help='{"split": ..., "results": [...]} on stdout')
 def evaluate_command(events_path: Path | None, seed: int, threads: int, target: str, as_json: bool) -> None:
     """Offline metrics of the pipeline and its baselines on a time split (nothing is published)."""
-    settings = settings_from_env()
     config = config_from(seed, threads, target)
 
     async def job(ctx: Context) -> TrainResult:
-        log, texts = await load_log(ctx, events_path)
-        return await asyncio.to_thread(run_training, ctx, log, texts, config, False)
+        events, texts = await load_log(ctx, events_path)
+        with stage_bar(STAGES[:-1]) as progress:
+            return await asyncio.to_thread(
+                train, events, config, item_texts=texts, progress=progress, refit=False
+            )
 
     try:
-        result = run_with_context(settings, job)
+        result = run_with_context(settings_from_env(), job)
     except (EventDataError, TrainingError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

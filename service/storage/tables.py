@@ -157,3 +157,14 @@ model_versions = Table(
     Column("metrics", JSON, nullable=False, default=dict),
     Column("summary", JSON, nullable=False, default=dict),
 )
+
+scheduled_runs = Table(
+    "scheduled_runs",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("slot", UtcDateTime(), primary_key=True),
+    Column("worker", String(128), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime()),
+    Column("outcome", Text),
+)

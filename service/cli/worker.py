@@ -1,0 +1,42 @@
+"""`shopcast worker`: run scheduled jobs until stopped (SIGINT or SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime
+
+import click
+
+from service.cli.common import run_with_context, say, settings_from_env
+from service.context import Context
+from service.ops.logs import configure_logging
+from service.worker.jobs import scheduled_jobs
+from service.worker.schedule import run_schedule
+
+
+@click.command()
+def worker() -> None:
+    """Run scheduled jobs (retraining on SHOPCAST_RETRAIN_CRON) until stopped."""
+    settings = settings_from_env()
+    configure_logging(settings.log)
+
+    async def loop(ctx: Context) -> None:
+        try:
+            jobs = scheduled_jobs(ctx)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        if not jobs:
+            say("no job is scheduled (SHOPCAST_RETRAIN_CRON is empty); waiting for a stop signal")
+        for job in jobs:
+            say(f"{job.name}: {job.cron} (UTC), next at {job.next_slot(datetime.now(UTC)).isoformat()}")
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        if jobs:
+            await run_schedule(ctx.engine, jobs, stop=stop)
+        else:
+            await stop.wait()
+        say("worker stopped")
+
+    run_with_context(settings, loop)

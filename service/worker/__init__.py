@@ -1,0 +1,1 @@
+"""`shopcast worker`: runs scheduled jobs (retraining now; campaign delivery joins later)."""
