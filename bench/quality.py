@@ -1,6 +1,6 @@
 """Recommendation quality on real data: shopcast's pipeline beside the usual baselines.
 
-    python bench/quality.py [--tasks taobao/purchases,...] [--tuned] [--budget 300]
+    python bench/quality.py [--tasks taobao/purchases,...] [--tune SECONDS] [--json FILE]
 
 Same time split, same users, same metrics for everyone. Baselines get their hyperparameters
 chosen on the validation split (the end of train), like ours: MostPopular, time-decayed
@@ -31,6 +31,7 @@ from models.base import Interactions
 from training.dataset import Split, Weighting, interactions
 from training.evaluate import VARIANTS, evaluate, relevance
 from training.pipeline import TrainConfig, train
+from training.tuning import tune
 
 EASE_MAX_ITEMS = 8_000
 
@@ -112,6 +113,7 @@ def main() -> None:
     )
     parser.add_argument("--tasks", default=",".join(t.name for t in TASKS))
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--tune", type=float, default=0.0, help="also tune, with this many seconds per task")
     args = parser.parse_args()
     wanted = args.tasks.split(",")
     rows: list[tuple[str, str, str, dict[str, float]]] = []
@@ -120,9 +122,16 @@ def main() -> None:
             continue
         started = time.perf_counter()
         config = TrainConfig(target=task.target, seed=42)
-        ours = train(task.load(), config, refit=False)
+        log = task.load()
+        ours = train(log, config, refit=False)
         for variant in VARIANTS:
             rows.append((task.name, variant, "shopcast (default)", ours.metrics[variant]))
+        if args.tune:
+            best, trials = tune(log, config, budget_seconds=args.tune)
+            tuned = train(log, best, refit=False)
+            print(f"{task.name}: {len(trials)} tuning trials", file=sys.stderr)
+            for variant in VARIANTS:
+                rows.append((task.name, variant, "shopcast (tuned)", tuned.metrics[variant]))
         for name, variants in run_baselines(task, config.weighting).items():
             for variant, metrics in variants.items():
                 rows.append((task.name, variant, name, metrics))

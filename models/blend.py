@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.base import Interactions, NotFittedError, Recommender, mask_seen, normalize_rows, top_k
+from models.factorization import ALS
 
 MODES = ("discover", "all")
 FILL_WEIGHT = 1e-3
@@ -33,9 +34,19 @@ class Blend(Recommender):
     def get_params(self) -> dict[str, Any]:
         return {"weights": self.weights}
 
-    def _fit(self, data: Interactions) -> None:
-        for component in self.components.values():
-            component.fit(data)
+    def fit_from(self, data: Interactions, previous: Blend) -> Blend:
+        """Fit, warm-starting the components that can from `previous` (same ids, more data)."""
+        self.n_items_ = data.n_items
+        self._fit(data, previous)
+        return self
+
+    def _fit(self, data: Interactions, previous: Blend | None = None) -> None:
+        for name, component in self.components.items():
+            earlier = previous.components.get(name) if previous is not None else None
+            if isinstance(component, ALS) and isinstance(earlier, ALS):
+                component.fit_from(data, earlier)
+            else:
+                component.fit(data)
         if self.weights is None:
             self.weights = {mode: dict.fromkeys(self.components, 1.0) for mode in MODES}
 

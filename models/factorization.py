@@ -75,15 +75,28 @@ class ALS(_Factors):
         self.num_threads = num_threads
 
     def _fit(self, data: Interactions) -> None:
+        self._run(data, self.iterations, None)
+
+    def fit_from(self, data: Interactions, previous: ALS, iterations: int = 5) -> ALS:
+        """Fit starting from `previous` factors (same id space, more data): a few iterations suffice."""
+        previous._check_fitted()
+        self.n_items_ = data.n_items
+        self._run(data, iterations, previous)
+        return self
+
+    def _run(self, data: Interactions, iterations: int, previous: ALS | None) -> None:
         with threadpool_limits(1, "blas"):  # implicit parallelizes itself; BLAS threads would fight it
             model = AlternatingLeastSquares(
                 factors=self.factors,
                 regularization=self.regularization,
                 alpha=self.alpha,
-                iterations=self.iterations,
+                iterations=iterations,
                 random_state=_seed(self.random_state),
                 num_threads=self.num_threads,
             )
+            if previous is not None and previous.user_factors_.shape == (data.n_users, self.factors):
+                model.user_factors = np.array(previous.user_factors_, dtype=np.float32)
+                model.item_factors = np.array(previous.item_factors_, dtype=np.float32)
             model.fit(data.matrix, show_progress=False)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)

@@ -256,3 +256,13 @@ def test_foreign_or_broken_artifacts_are_refused(tmp_path: Path, data: Interacti
     (tmp_path / "ok" / "arrays" / "popularity.item_scores.npy").write_bytes(b"garbage")
     with pytest.raises(ArtifactError, match="cannot read array"):
         load(tmp_path / "ok")
+
+
+def test_als_continues_from_previous_factors(data: Interactions) -> None:
+    full = ALS(factors=8, iterations=10, random_state=3, num_threads=1).fit(data)
+    warm = ALS(factors=8, iterations=10, random_state=4, num_threads=1).fit_from(data, full, iterations=1)
+    history = data.matrix[USERS]
+    a, b = full.score(USERS, history).ravel(), warm.score(USERS, history).ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.95
+    cold = ALS(factors=8, iterations=1, random_state=4, num_threads=1).fit(data).score(USERS, history).ravel()
+    assert np.corrcoef(a, cold)[0, 1] < np.corrcoef(a, b)[0, 1]

@@ -69,15 +69,20 @@ def learn_weights(
     *,
     exclude_seen: bool,
     per_source: int = 50,
-    passes: int = 2,
+    passes: int = 3,
 ) -> tuple[dict[str, float], float]:
     """Weights per component maximizing validation NDCG@10, and that NDCG."""
     names = list(blend.components)
     if not len(truth.users):
         return dict.fromkeys(names, 1.0), 0.0
     candidates = _Candidates(blend, history, truth, exclude_seen=exclude_seen, per_source=per_source)
-    weights = np.ones(len(names), dtype=np.float64)
-    best = candidates.ndcg(weights)
+    # Start from the best single source, so the blend is never worse on validation than any one.
+    singles = [candidates.ndcg(np.eye(len(names))[index]) for index in range(len(names))]
+    weights = np.eye(len(names))[int(np.argmax(singles))]
+    best = max(singles)
+    everything = np.ones(len(names), dtype=np.float64)
+    if candidates.ndcg(everything) > best:
+        weights, best = everything, candidates.ndcg(everything)
     for _ in range(passes):
         improved = False
         for index in range(len(names)):

@@ -52,8 +52,8 @@ class TrainConfig:
     weighting: Weighting = field(default_factory=Weighting)
     als: dict[str, Any] = field(default_factory=dict)
     item_knn: dict[str, Any] = field(default_factory=dict)
-    buy_again_half_life_days: float | None = 14.0
-    trending_half_lives_days: tuple[float, ...] = (1.0, 7.0, 30.0)
+    buy_again_half_lives_days: tuple[float | None, ...] = (3.0, 14.0, 60.0, None)
+    trending_half_lives_days: tuple[float, ...] = (1.0, 3.0, 7.0, 30.0)
     target: tuple[str, ...] | None = ("purchase",)
     test_share: float = 0.2
     max_eval_users: int = 5_000
@@ -67,15 +67,17 @@ class TrainConfig:
             "als": ALS(**als, random_state=self.seed, num_threads=self.threads),
             "item_knn": ItemKNN(**(ITEM_KNN_DEFAULTS | self.item_knn)),
             "co_purchase": CoPurchase(),
-            "buy_again": BuyAgain(half_life_days=self.buy_again_half_life_days),
             "popularity": Popularity(),
         }
         for days in self.trending_half_lives_days:
             components[f"trending_{days:g}d"] = Popularity(half_life_days=days)
+        for half_life in self.buy_again_half_lives_days:
+            name = f"buy_again_{half_life:g}d" if half_life else "buy_again"
+            components[name] = BuyAgain(half_life_days=half_life)
         if with_content:
             components["content"] = ContentSimilarity()
         if self.sources is not None:
-            unknown = set(self.sources) - set(components) - {"content"}
+            unknown = set(self.sources) - set(components) - {"content"}  # content needs item text
             if unknown:
                 raise TrainingError(f"unknown sources {sorted(unknown)}; known: {sorted(components)}")
             components = {name: c for name, c in components.items() if name in self.sources}
@@ -135,8 +137,11 @@ def validate(
     *,
     item_texts: tuple[str, ...] | None = None,
     progress: Progress | None = None,
-) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Fit on train_a and learn blend weights on validation: (weights per mode, NDCG@10 per mode)."""
+) -> tuple[dict[str, dict[str, float]], dict[str, float], Blend]:
+    """Fit on train_a and learn blend weights on validation.
+
+    Returns the weights per mode, the validation NDCG@10 per mode, and the blend fitted on train_a.
+    """
     say = progress or (lambda _stage: None)
     with_content = item_texts is not None and any(t.strip() for t in item_texts)
     inner = Split.temporal(Split.temporal(log, config.test_share).train, config.test_share)
@@ -160,7 +165,7 @@ def validate(
         weights[mode], validation[mode] = learn_weights(
             blend, fit_a.matrix, truth, exclude_seen=variant == "novel"
         )
-    return weights, validation
+    return weights, validation, blend
 
 
 def train(
@@ -186,13 +191,14 @@ def train(
 
     outer = Split.temporal(log, config.test_share)
     started = time.perf_counter()
-    weights, validation = validate(log, config, item_texts=item_texts, progress=say)
+    weights, validation, blend_a = validate(log, config, item_texts=item_texts, progress=say)
     seconds["validation"] = time.perf_counter() - started
 
     say("fit on train")
     started = time.perf_counter()
     fit_train = data_of(outer.train)
-    blend = Blend(config.components(with_content), weights=weights).fit(fit_train)
+    # Factors continue from the train_a fit: the same ids with more data need only a few iterations.
+    blend = Blend(config.components(with_content), weights=weights).fit_from(fit_train, blend_a)
     popular = Popularity().fit(fit_train)
     say("evaluate on test")
     metrics: dict[str, dict[str, float]] = {}
@@ -221,7 +227,7 @@ def train(
     if refit:
         say("refit on all events")
         started = time.perf_counter()
-        final = Blend(config.components(with_content), weights=weights).fit(data_of(log))
+        final = Blend(config.components(with_content), weights=weights).fit_from(data_of(log), blend)
         seconds["refit"] = time.perf_counter() - started
     start, end = log.window
     split = {

@@ -24,7 +24,6 @@ SPACE: dict[str, tuple[Any, ...]] = {
     "als.iterations": (10, 15, 25),
     "item_knn.neighbours": (50, 100, 200),
     "item_knn.method": ("bm25", "cosine"),
-    "buy_again_half_life_days": (3.0, 7.0, 14.0, 30.0, None),
     "weight.add_to_cart": (1.0, 2.0, 3.0, 5.0),
     "weight.wishlist": (1.0, 2.0, 4.0),
     "weight.purchase": (2.0, 4.0, 8.0),
@@ -77,7 +76,7 @@ def tune(
         choice = {} if number == 0 else {key: rng.choice(values) for key, values in SPACE.items()}
         config = apply(base, choice)
         started = time.monotonic()
-        _, validation = validate(log, config, item_texts=item_texts)
+        _, validation, _ = validate(log, config, item_texts=item_texts)
         score = sum(validation.values()) / len(validation)
         trial = Trial(number, choice, score, time.monotonic() - started)
         trials.append(trial)
