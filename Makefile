@@ -25,8 +25,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP)  ## about 30 minutes: ingest, quality on ../shared/data, training at scale
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/quality.py --tune 120
+	$(BIN)/python bench/train_scale.py --events 1000000,5000000,20000000
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -54,10 +54,19 @@ class Blend(Recommender):
         if not hasattr(self, "n_items_"):
             raise NotFittedError("Blend is not fitted yet: call fit() or load() first")
 
-    def component_scores(self, users: np.ndarray, history: sp.csr_matrix) -> dict[str, np.ndarray]:
-        """Each component's scores for these users, scaled into [0, 1] per user."""
+    def component_scores(
+        self, users: np.ndarray, history: sp.csr_matrix, names: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Each component's (or the named ones') scores for these users, scaled into [0, 1] per user."""
         self._check_fitted()
-        return {name: normalize_rows(c.score(users, history)) for name, c in self.components.items()}
+        wanted = self.components if names is None else {n: self.components[n] for n in names}
+        return {name: normalize_rows(c.score(users, history)) for name, c in wanted.items()}
+
+    def active(self, mode: str) -> list[str]:
+        """The components that count in `mode`: weighted ones, and popularity (the fill)."""
+        assert self.weights is not None
+        weights = self.weights[mode]
+        return [n for n in self.components if weights.get(n, 0.0) > 0 or n == "popularity"]
 
     def combine(self, parts: dict[str, np.ndarray], mode: str) -> np.ndarray:
         """Weighted sum of scaled component scores (the fill share of popularity included)."""
@@ -75,7 +84,10 @@ class Blend(Recommender):
         return total
 
     def score(self, users: np.ndarray, history: sp.csr_matrix, mode: str = "discover") -> np.ndarray:
-        return self.combine(self.component_scores(users, history), mode)
+        self._check_fitted()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        return self.combine(self.component_scores(users, history, self.active(mode)), mode)
 
     def recommend(
         self,

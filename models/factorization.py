@@ -77,7 +77,7 @@ class ALS(_Factors):
     def _fit(self, data: Interactions) -> None:
         self._run(data, self.iterations, None)
 
-    def fit_from(self, data: Interactions, previous: ALS, iterations: int = 5) -> ALS:
+    def fit_from(self, data: Interactions, previous: ALS, iterations: int = 3) -> ALS:
         """Fit starting from `previous` factors (same id space, more data): a few iterations suffice."""
         previous._check_fitted()
         self.n_items_ = data.n_items

@@ -57,6 +57,7 @@ class TrainConfig:
     target: tuple[str, ...] | None = ("purchase",)
     test_share: float = 0.2
     max_eval_users: int = 5_000
+    max_blend_users: int = 2_000  # validation users the blend weights are learned on
     seed: int = 42
     threads: int = 0
     sources: tuple[str, ...] | None = None  # restrict the blend to these sources (None: all)
@@ -158,7 +159,7 @@ def validate(
             inner.test,
             variant=variant,
             target=config.target,
-            max_users=config.max_eval_users,
+            max_users=config.max_blend_users,
             seed=config.seed,
         )
         mode = MODE_OF_VARIANT[variant]
