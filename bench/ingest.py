@@ -80,6 +80,11 @@ def rows_of(events: list[dict[str, object]]) -> list[tuple[object, ...]]:
     ]
 
 
+def _iso(moment: object) -> str:
+    assert isinstance(moment, datetime)
+    return moment.isoformat()
+
+
 def executemany_sqlite(path: Path, rows: list[tuple[object, ...]], batch: int = 5_000) -> float:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -89,9 +94,8 @@ def executemany_sqlite(path: Path, rows: list[tuple[object, ...]], batch: int = 
     started = time.perf_counter()
     for start in range(0, len(rows), batch):
         with conn:
-            conn.executemany(
-                sql, [(*r[:4], r[4].isoformat(), *r[5:], now) for r in rows[start : start + batch]]
-            )  # type: ignore[attr-defined]
+            chunk = [(*r[:4], _iso(r[4]), *r[5:], now) for r in rows[start : start + batch]]
+            conn.executemany(sql, chunk)
     elapsed = time.perf_counter() - started
     conn.close()
     return elapsed

@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,10 @@ def implicit_defaults() -> Recommender:
 
 BASELINES: dict[str, list[Callable[[], Recommender]]] = {
     "most_popular": [Popularity],
-    "decayed_popularity": [lambda h=h: Popularity(half_life_days=h) for h in (1.0, 3.0, 7.0, 30.0)],
-    "buy_again": [lambda h=h: BuyAgain(half_life_days=h) for h in (3.0, 14.0, 60.0, None)],
-    "item_cosine": [lambda k=k: ItemKNN(neighbours=k, method="cosine") for k in (50, 200)],
-    "ease": [lambda l2=l2: EASE(l2=l2) for l2 in (50.0, 500.0, 2000.0)],
+    "decayed_popularity": [partial(Popularity, half_life_days=h) for h in (1.0, 3.0, 7.0, 30.0)],
+    "buy_again": [partial(BuyAgain, half_life_days=h) for h in (3.0, 14.0, 60.0, None)],
+    "item_cosine": [partial(ItemKNN, neighbours=k, method="cosine") for k in (50, 200)],
+    "ease": [partial(EASE, l2=l2) for l2 in (50.0, 500.0, 2000.0)],
     "als_implicit_defaults": [implicit_defaults],
 }
 
@@ -93,9 +94,9 @@ def run_baselines(task: Task, weighting: Weighting) -> dict[str, dict[str, dict[
     log = task.load()
     outer = Split.temporal(log)
     inner = Split.temporal(outer.train)
-    shape = {"n_users": len(log.user_ids), "n_items": len(log.item_ids)}
-    fit_a: Interactions = interactions(inner.train, weighting, **shape)
-    fit_train: Interactions = interactions(outer.train, weighting, **shape)
+    n_users, n_items = len(log.user_ids), len(log.item_ids)
+    fit_a = interactions(inner.train, weighting, n_users=n_users, n_items=n_items)
+    fit_train = interactions(outer.train, weighting, n_users=n_users, n_items=n_items)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name, candidates in BASELINES.items():
         results[name] = {}
