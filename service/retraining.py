@@ -26,8 +26,9 @@ def registry_for(ctx: Context) -> ModelRegistry:
 
 
 async def load_log(ctx: Context, events_path: Path | None) -> tuple[EventLog, tuple[str, ...]]:
-    log = read_file(events_path) if events_path else await load_events(ctx.engine)
-    return await with_catalog(ctx.engine, log)
+    """Events from a file or the store, with the catalog's items and their text."""
+    events = read_file(events_path) if events_path else await load_events(ctx.engine)
+    return await with_catalog(ctx.engine, events)
 
 
 async def train_and_publish(
