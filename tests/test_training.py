@@ -208,3 +208,10 @@ async def test_publish_list_rollback_and_prune(result, tmp_path: Path, ctx) -> N
     assert not list((tmp_path / "models").glob(".staging-*"))
     with pytest.raises(ArtifactError):
         load(registry.path(second))
+
+
+def test_training_knows_the_same_event_types_as_ingestion() -> None:
+    from service.records import EVENT_TYPES as ACCEPTED
+    from training.events import EVENT_TYPES as TRAINED
+
+    assert set(ACCEPTED) == set(TRAINED)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import zoneinfo
 from datetime import UTC, datetime
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -19,7 +19,7 @@ from service.records.common import Id, ShortText, Timestamp, check_id, parse_tim
 from service.security.crypto import PersonalDataCipher
 
 ConsentChannel = Literal["email", "push", "sms", "social"]
-CONSENT_CHANNELS: tuple[str, ...] = ConsentChannel.__args__  # type: ignore[attr-defined]
+CONSENT_CHANNELS: tuple[str, ...] = get_args(ConsentChannel)
 
 Email = Annotated[
     str,
