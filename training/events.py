@@ -1,13 +1,12 @@
 """The event log as columns: ids coded to integers, times as Unix seconds, types as small codes.
 
 Loaded from files (CSV, NDJSON, Parquet, gzip too: shopcast's event record format) through
-pyarrow, or from the store in chunks; never as one Python object per event. Ids are kept once
+pyarrow, or from the store in chunks (`LogBuilder`); never as one Python object per event. Ids are kept once
 per distinct user and item, so memory is bounded by the data, not by Python objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,52 +159,60 @@ def read_file(path: Path) -> EventLog:
     return from_table(table)
 
 
-def from_chunks(chunks: Iterable[list[tuple[str, str, str, float, str | None]]]) -> EventLog:
-    """Events from row chunks `(user_id, item_id, event, unix_seconds, session_id)` (the store).
+Row = tuple[str, str, str, float, str | None]  # user_id, item_id, event, unix_seconds, session_id
 
-    Each chunk is coded to integers and dropped before the next, so only the distinct ids stay.
+
+class LogBuilder:
+    """Builds an event log from row chunks (the store), coding each chunk to integers as it comes.
+
+    Only the coded arrays and one entry per distinct id are kept, never the rows themselves.
     """
-    user_index: dict[str, int] = {}
-    item_index: dict[str, int] = {}
-    session_index: dict[str, int] = {}
-    parts: list[tuple[np.ndarray, ...]] = []
-    for chunk in chunks:
+
+    def __init__(self) -> None:
+        self._users: dict[str, int] = {}
+        self._items: dict[str, int] = {}
+        self._sessions: dict[str, int] = {}
+        self._parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(self, chunk: list[Row]) -> None:
         if not chunk:
-            continue
-        users = np.fromiter(
-            (user_index.setdefault(r[0], len(user_index)) for r in chunk), np.int32, len(chunk)
+            return
+        users, items, sessions, size = self._users, self._items, self._sessions, len(chunk)
+        self._parts.append(
+            (
+                np.fromiter((users.setdefault(r[0], len(users)) for r in chunk), np.int32, size),
+                np.fromiter((items.setdefault(r[1], len(items)) for r in chunk), np.int32, size),
+                np.fromiter((EVENT_CODES.get(r[2], -1) for r in chunk), np.int8, size),
+                np.fromiter((float(r[3]) for r in chunk), np.float64, size),
+                np.fromiter(
+                    (sessions.setdefault(r[4], len(sessions)) if r[4] else -1 for r in chunk), np.int64, size
+                ),
+            )
         )
-        items = np.fromiter(
-            (item_index.setdefault(r[1], len(item_index)) for r in chunk), np.int32, len(chunk)
-        )
-        types = np.fromiter((EVENT_CODES.get(r[2], -1) for r in chunk), np.int8, len(chunk))
-        stamps = np.fromiter((float(r[3]) for r in chunk), np.float64, len(chunk))
-        sessions = np.fromiter(
-            (session_index.setdefault(r[4], len(session_index)) if r[4] else -1 for r in chunk),
-            np.int64,
-            len(chunk),
-        )
-        parts.append((users, items, types, stamps, sessions))
-    if not parts:
-        empty = np.zeros(0)
+
+    def build(self) -> EventLog:
+        user_ids = np.asarray(list(self._users), dtype=str)
+        item_ids = np.asarray(list(self._items), dtype=str)
+        if not self._parts:
+            empty = np.zeros(0)
+            return EventLog(
+                empty.astype(np.int32),
+                empty.astype(np.int32),
+                empty.astype(np.int8),
+                empty,
+                empty.astype(np.int64),
+                user_ids,
+                item_ids,
+            )
+        users, items, types, stamps, sessions = (np.concatenate(c) for c in zip(*self._parts, strict=True))
+        keep = types >= 0
+        order = np.argsort(stamps[keep], kind="stable")
         return EventLog(
-            empty.astype(np.int32),
-            empty.astype(np.int32),
-            empty.astype(np.int8),
-            empty,
-            empty.astype(np.int64),
-            np.zeros(0, dtype=str),
-            np.zeros(0, dtype=str),
+            users[keep][order],
+            items[keep][order],
+            types[keep][order],
+            stamps[keep][order],
+            sessions[keep][order],
+            user_ids,
+            item_ids,
         )
-    users, items, types, stamps, sessions = (np.concatenate(column) for column in zip(*parts, strict=True))
-    keep = types >= 0
-    order = np.argsort(stamps[keep], kind="stable")
-    return EventLog(
-        users[keep][order],
-        items[keep][order],
-        types[keep][order],
-        stamps[keep][order],
-        sessions[keep][order],
-        np.asarray(list(user_index), dtype=str),
-        np.asarray(list(item_index), dtype=str),
-    )

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.storage.tables import events, items
-from training.events import EventLog, from_chunks
+from training.events import EventLog, LogBuilder, Row
 
 CHUNK_ROWS = 100_000
 
@@ -21,7 +21,7 @@ def _epoch(dialect: str) -> ColumnElement[float]:
     return cast((func.julianday(events.c.occurred_at) - 2440587.5) * 86400.0, Float)
 
 
-async def _chunks(engine: AsyncEngine) -> AsyncIterator[list[tuple[str, str, str, float, str | None]]]:
+async def _chunks(engine: AsyncEngine) -> AsyncIterator[list[Row]]:
     query = select(
         events.c.user_id, events.c.item_id, events.c.event, _epoch(engine.dialect.name), events.c.session_id
     ).order_by(events.c.id)
@@ -32,9 +32,11 @@ async def _chunks(engine: AsyncEngine) -> AsyncIterator[list[tuple[str, str, str
 
 
 async def load_events(engine: AsyncEngine) -> EventLog:
-    """Every stored event, coded chunk by chunk."""
-    chunks = [chunk async for chunk in _chunks(engine)]
-    return from_chunks(chunks)
+    """Every stored event, coded chunk by chunk as they stream in."""
+    builder = LogBuilder()
+    async for chunk in _chunks(engine):
+        builder.add(chunk)
+    return builder.build()
 
 
 def _text(row: object) -> str:
