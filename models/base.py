@@ -59,17 +59,6 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
 
 
-def history_rows(matrix: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
-    """The users' rows of `matrix`; users beyond its last row get empty rows."""
-    users = np.asarray(users, dtype=np.int64)
-    known = users < matrix.shape[0]
-    if known.all():
-        return matrix[users]
-    rows = sp.lil_matrix((len(users), matrix.shape[1]), dtype=matrix.dtype)
-    rows[np.flatnonzero(known)] = matrix[users[known]]
-    return rows.tocsr()
-
-
 class Recommender:
     """The contract every model meets; subclasses implement `_fit`, `score` and the array state."""
 

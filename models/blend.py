@@ -70,8 +70,6 @@ class Blend(Recommender):
 
     def combine(self, parts: dict[str, np.ndarray], mode: str) -> np.ndarray:
         """Weighted sum of scaled component scores (the fill share of popularity included)."""
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         assert self.weights is not None
         weights = self.weights[mode]
         total: np.ndarray | None = None

@@ -104,9 +104,8 @@ class CoPurchase(_ItemToItem):
             (np.ones(int(known.sum()), dtype=np.float32), (group_rows, data.item_rows[known])),
             shape=(len(codes), data.n_items),
         )
-        baskets.data[:] = 1.0  # presence, not counts
         baskets.sum_duplicates()
-        baskets.data[:] = 1.0
+        baskets.data[:] = 1.0  # presence, not counts
         together = (baskets.T @ baskets).tocsr().astype(np.float32)
         counts = np.asarray(together.diagonal()).ravel()
         together.setdiag(0)

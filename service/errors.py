@@ -160,6 +160,6 @@ exception_handlers: ExceptionHandlersMap = {
     InterfaceError: handle_database_error,
     DataError: handle_data_error,
     PoolTimeoutError: handle_database_error,
-    OSError: handle_database_error,
+    ConnectionError: handle_database_error,  # asyncpg raises these unwrapped on connect
     HTTPException: handle_http_exception,
 }

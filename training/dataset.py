@@ -11,8 +11,8 @@ from models import Interactions
 from models.popularity import decay
 from training.events import EVENT_CODES, EVENT_TYPES, EventLog
 
-# Chosen by evaluation on the Taobao sample (bench/quality.py --weights), which has views, carts,
-# favourites and purchases: strong signals count several views' worth; removals and refunds count nothing.
+# Strong signals count several views' worth; removals and refunds count nothing. These are
+# starting points: `shopcast train --tune` searches the cart, wishlist and purchase weights.
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 1.0,
     "click": 1.0,

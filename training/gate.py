@@ -16,9 +16,9 @@ import scipy.sparse as sp
 
 from models import ModelBundle
 from training.dataset import Split, interactions
-from training.evaluate import MODE_OF_VARIANT, VARIANTS, evaluate, relevance
+from training.evaluate import MODE_OF_VARIANT, VARIANTS, evaluate
 from training.events import EventLog
-from training.pipeline import TrainConfig, TrainResult
+from training.pipeline import TrainConfig, TrainResult, truth_for
 
 MIN_GATE_USERS = 20
 
@@ -94,14 +94,7 @@ def decide(
     served_metrics: dict[str, dict[str, float]] = {}
     enough = True
     for variant in VARIANTS:
-        truth = relevance(
-            history,
-            unseen_test,
-            variant=variant,
-            target=config.target,
-            max_users=config.max_eval_users,
-            seed=config.seed,
-        )
+        truth = truth_for(history, unseen_test, variant, config, config.max_eval_users)
         if len(truth.users) < MIN_GATE_USERS:
             enough = False
             break

@@ -31,7 +31,7 @@ from models import (
 from models.base import Recommender
 from training.blending import learn_weights
 from training.dataset import Split, Weighting, interactions
-from training.evaluate import MODE_OF_VARIANT, VARIANTS, evaluate, relevance, target_mask
+from training.evaluate import MODE_OF_VARIANT, VARIANTS, Relevance, evaluate, relevance, target_mask
 from training.events import EventLog
 
 Progress = Callable[[str], None]
@@ -126,6 +126,13 @@ def _check(log: EventLog, target: tuple[str, ...] | None) -> None:
         )
 
 
+def truth_for(history: Any, test: EventLog, variant: str, config: TrainConfig, max_users: int) -> Relevance:
+    """What was relevant in `test` for `variant`, under the config's target and seed."""
+    return relevance(
+        history, test, variant=variant, target=config.target, max_users=max_users, seed=config.seed
+    )
+
+
 def training_data(
     events: EventLog, config: TrainConfig, n_users: int, n_items: int, item_texts: tuple[str, ...] | None
 ) -> Interactions:
@@ -154,14 +161,7 @@ def validate(
     say("learn blend weights")
     weights, validation = {}, {}
     for variant in VARIANTS:
-        truth = relevance(
-            fit_a.matrix,
-            inner.test,
-            variant=variant,
-            target=config.target,
-            max_users=config.max_blend_users,
-            seed=config.seed,
-        )
+        truth = truth_for(fit_a.matrix, inner.test, variant, config, config.max_blend_users)
         mode = MODE_OF_VARIANT[variant]
         weights[mode], validation[mode] = learn_weights(
             blend, fit_a.matrix, truth, exclude_seen=variant == "novel"
@@ -205,14 +205,7 @@ def train(
     metrics: dict[str, dict[str, float]] = {}
     baselines: dict[str, dict[str, dict[str, float]]] = {"most_popular": {}}
     for variant in VARIANTS:
-        truth = relevance(
-            fit_train.matrix,
-            outer.test,
-            variant=variant,
-            target=config.target,
-            max_users=config.max_eval_users,
-            seed=config.seed,
-        )
+        truth = truth_for(fit_train.matrix, outer.test, variant, config, config.max_eval_users)
         mode, novel = MODE_OF_VARIANT[variant], variant == "novel"
 
         def blended(users: np.ndarray, rows: Any, mode: str = mode) -> np.ndarray:
