@@ -30,7 +30,7 @@ from datasets import TASKS, Task
 from models import ALS, BuyAgain, ItemKNN, Popularity, Recommender
 from models.base import Interactions
 from training.dataset import Split, Weighting, interactions
-from training.evaluate import VARIANTS, evaluate, relevance
+from training.evaluate import VARIANTS, evaluate, ranker_of, relevance
 from training.pipeline import TrainConfig, train
 from training.tuning import tune
 
@@ -85,7 +85,7 @@ def ndcg(
     model: Recommender, history: sp.csr_matrix, test: Any, target: Any, variant: str
 ) -> tuple[float, dict[str, float]]:
     truth = relevance(history, test, variant=variant, target=target, max_users=5_000, seed=42)
-    metrics = evaluate(model.score, history, truth, exclude_seen=variant == "novel")
+    metrics = evaluate(ranker_of(model), history, truth, exclude_seen=variant == "novel")
     return metrics.get("ndcg@10", 0.0), metrics
 
 

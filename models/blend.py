@@ -4,6 +4,9 @@ Modes: `discover` (items new to the user; seen items are never recommended) and 
 allowed, as when people rebuy groceries). Each source's scores are scaled into [0, 1] per user
 before weighting, and popularity always adds a small share, so a user or item that a source
 knows nothing about is still filled from the next source.
+
+Ranking is two-stage: each active source proposes its top `PER_SOURCE` items, every source
+scores the union, and the weighted sum ranks it (no source scores the whole catalog per user).
 """
 
 from __future__ import annotations
@@ -13,11 +16,23 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from models.base import Interactions, NotFittedError, Recommender, mask_seen, normalize_rows, top_k
+from models.base import Interactions, NotFittedError, Recommender, normalize_rows, ranked, top_k
 from models.factorization import ALS
 
 MODES = ("discover", "all")
 FILL_WEIGHT = 1e-3
+PER_SOURCE = 20
+
+
+def union_rows(proposals: list[np.ndarray]) -> np.ndarray:
+    """Per row, the distinct items of all proposals (sorted, -1 padding at the end)."""
+    items = np.sort(np.concatenate(proposals, axis=1), axis=1)
+    repeated = np.zeros(items.shape, dtype=bool)
+    repeated[:, 1:] = items[:, 1:] == items[:, :-1]
+    items[repeated] = -1
+    items = -np.sort(-items, axis=1)  # real items first, descending; -1 last
+    width = int((items >= 0).sum(axis=1).max(initial=0))
+    return items[:, : max(width, 1)]
 
 
 class Blend(Recommender):
@@ -82,10 +97,38 @@ class Blend(Recommender):
         return total
 
     def score(self, users: np.ndarray, history: sp.csr_matrix, mode: str = "discover") -> np.ndarray:
+        """Dense blended scores over every item (small uses and tests; ranking uses `recommend`)."""
         self._check_fitted()
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        _check_mode(mode)
         return self.combine(self.component_scores(users, history, self.active(mode)), mode)
+
+    def gather(
+        self,
+        users: np.ndarray,
+        history: sp.csr_matrix,
+        names: list[str],
+        *,
+        per_source: int,
+        exclude_seen: bool,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Candidates proposed by the named sources, and each one's score for them scaled into [0, 1].
+
+        A source's scale is its best proposal for the user, so the scaled scores match
+        `normalize_rows` over the items it may recommend.
+        """
+        self._check_fitted()
+        proposals = {
+            name: self.components[name].recommend(users, history, per_source, exclude_seen=exclude_seen)
+            for name in names
+        }
+        items = union_rows([found for found, _ in proposals.values()])
+        parts = {}
+        for name, (_, best) in proposals.items():
+            top = best[:, :1].copy() if best.shape[1] else np.ones((len(users), 1), dtype=np.float32)
+            top[~np.isfinite(top) | (top <= 0)] = 1.0
+            raw = self.components[name].score_pairs(users, history, items)
+            parts[name] = np.clip(raw / top, 0.0, 1.0).astype(np.float32)
+        return items, parts
 
     def recommend(
         self,
@@ -96,10 +139,16 @@ class Blend(Recommender):
         exclude_seen: bool | None = None,
         mode: str = "discover",
     ) -> tuple[np.ndarray, np.ndarray]:
-        scores = self.score(users, history, mode)
-        if exclude_seen if exclude_seen is not None else mode == "discover":
-            mask_seen(scores, history)
-        return top_k(scores, n)
+        self._check_fitted()
+        _check_mode(mode)
+        exclude = exclude_seen if exclude_seen is not None else mode == "discover"
+        items, parts = self.gather(
+            users, history, self.active(mode), per_source=max(n, PER_SOURCE), exclude_seen=exclude
+        )
+        blended = self.combine(parts, mode)
+        blended[items < 0] = -np.inf
+        order, scores = top_k(blended, n)
+        return ranked(np.take_along_axis(items, order, axis=1), scores)
 
     def similar_items(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """From the first component that finds similar items (collaborative before content)."""
@@ -115,3 +164,8 @@ class Blend(Recommender):
         for name, component in self.components.items():
             out.update({f"{name}.{key}": value for key, value in component.arrays().items()})
         return out
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")

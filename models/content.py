@@ -13,10 +13,10 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from models.base import Interactions, Recommender, sparse_from_arrays, sparse_to_arrays, top_k
+from models.base import Interactions, SparseScores, sparse_from_arrays, sparse_to_arrays, top_k
 
 
-class ContentSimilarity(Recommender):
+class ContentSimilarity(SparseScores):
     """Users' profiles are the sum of the TF-IDF vectors of their items; scores are cosine-like."""
 
     name = "content"
@@ -56,10 +56,9 @@ class ContentSimilarity(Recommender):
         vectorizer.idf_ = self.idf_
         return sp.csr_matrix(vectorizer.transform(list(texts)), dtype=np.float32)
 
-    def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
-        self._check_fitted()
+    def sparse_scores(self, users: np.ndarray, history: sp.csr_matrix) -> sp.csr_matrix:
         profiles = normalize(history @ self.item_vectors_)
-        return np.asarray((profiles @ self.item_vectors_.T).toarray(), dtype=np.float32)
+        return sp.csr_matrix(profiles @ self.item_vectors_.T)
 
     def similar_items(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()

@@ -6,9 +6,10 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
+from implicit.cpu.topk import topk
 from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
-from models.base import Interactions, Recommender, top_k
+from models.base import Interactions, Recommender, ranked, top_k
 
 
 def _seed(random_state: int | None) -> int | None:
@@ -19,6 +20,7 @@ class _Factors(Recommender):
     """Scores are dot products of user and item factors."""
 
     supports_similar = True
+    num_threads: int = 0
     user_factors_: np.ndarray
     item_factors_: np.ndarray
 
@@ -32,6 +34,27 @@ class _Factors(Recommender):
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64)
         return np.asarray(self._user_vectors(users, history) @ self.item_factors_.T, dtype=np.float32)
+
+    def recommend(
+        self, users: np.ndarray, history: sp.csr_matrix, n: int, *, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """implicit's multithreaded top-k over the item factors: no users x items array is built."""
+        self._check_fitted()
+        vectors = self._user_vectors(np.asarray(users, dtype=np.int64), history)
+        seen = sp.csr_matrix(history, dtype=np.float32) if exclude_seen else None
+        n = min(n, self.n_items_)
+        with threadpool_limits(1, "blas"):
+            items, scores = topk(
+                self.item_factors_, vectors, n, filter_query_items=seen, num_threads=self.num_threads
+            )
+        return ranked(items, scores)
+
+    def score_pairs(self, users: np.ndarray, history: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        vectors = self._user_vectors(np.asarray(users, dtype=np.int64), history)
+        scores = np.einsum("uf,uwf->uw", vectors, self.item_factors_[np.maximum(items, 0)])
+        scores[items < 0] = 0.0
+        return np.asarray(scores, dtype=np.float32)
 
     def similar_items(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()

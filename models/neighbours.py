@@ -8,41 +8,29 @@ import scipy.sparse as sp
 from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight
 from sklearn.preprocessing import normalize
 
-from models.base import Interactions, Recommender, sparse_from_arrays, sparse_to_arrays, top_k
+from models.base import (
+    Interactions,
+    SparseScores,
+    sparse_from_arrays,
+    sparse_to_arrays,
+    strongest,
+    top_k,
+)
+
+# A user's strongest history entries that item-to-item scores and neighbour fits use: long
+# histories add little signal but cost quadratically (every pair of their items co-occurs).
+HISTORY_CAP = 50
+FIT_HISTORY_CAP = 500
 
 
-def _keep_top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Keep the `k` largest entries of each row."""
-    matrix = matrix.tocsr()
-    matrix.eliminate_zeros()
-    rows, cols, vals = [], [], []
-    for row in range(matrix.shape[0]):
-        start, end = matrix.indptr[row], matrix.indptr[row + 1]
-        if start == end:
-            continue
-        data = matrix.data[start:end]
-        keep = np.argsort(-data, kind="stable")[:k]
-        rows.append(np.full(len(keep), row))
-        cols.append(matrix.indices[start:end][keep])
-        vals.append(data[keep])
-    if not rows:
-        return sp.csr_matrix(matrix.shape, dtype=np.float32)
-    return sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=matrix.shape,
-        dtype=np.float32,
-    )
-
-
-class _ItemToItem(Recommender):
-    """Scores are the user's history times an item x item similarity."""
+class _ItemToItem(SparseScores):
+    """Scores are the user's (strongest `HISTORY_CAP`) history times an item x item similarity."""
 
     supports_similar = True
     similarity_: sp.csr_matrix
 
-    def score(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
-        self._check_fitted()
-        return np.asarray((history @ self.similarity_).toarray(), dtype=np.float32)
+    def sparse_scores(self, users: np.ndarray, history: sp.csr_matrix) -> sp.csr_matrix:
+        return sp.csr_matrix(strongest(history, HISTORY_CAP) @ self.similarity_)
 
     def similar_items(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()
@@ -74,10 +62,11 @@ class ItemKNN(_ItemToItem):
             raise ValueError(f"method must be 'cosine' or 'bm25', not {self.method!r}")
         # Weighted here rather than by implicit's Cosine/BM25 recommenders, which hand COO to
         # their own fit (a warning each time); the neighbour search is implicit's.
+        rows = strongest(data.matrix, FIT_HISTORY_CAP)
         if self.method == "bm25":
-            matrix = sp.csr_matrix(bm25_weight(data.matrix.T, self.k1, self.b).T, dtype=np.float64)
+            matrix = sp.csr_matrix(bm25_weight(rows.T, self.k1, self.b).T, dtype=np.float64)
         else:
-            matrix = sp.csr_matrix(normalize(data.matrix.astype(np.float64), norm="l2", axis=0))
+            matrix = sp.csr_matrix(normalize(rows.astype(np.float64), norm="l2", axis=0))
         model = ItemItemRecommender(K=self.neighbours)
         model.fit(matrix, show_progress=False)
         similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
@@ -112,4 +101,4 @@ class CoPurchase(_ItemToItem):
         together.eliminate_zeros()
         norms = np.sqrt(np.maximum(counts, 1.0))
         together = sp.diags(1.0 / norms) @ together @ sp.diags(1.0 / norms)
-        self.similarity_ = _keep_top_per_row(sp.csr_matrix(together, dtype=np.float32), self.neighbours)
+        self.similarity_ = strongest(sp.csr_matrix(together, dtype=np.float32), self.neighbours)

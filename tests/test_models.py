@@ -103,11 +103,20 @@ def test_fit_score_and_recommend(name: str, data: Interactions) -> None:
     assert np.isfinite(scores).all()
     items, item_scores = model.recommend(USERS, history, 5)
     assert items.shape == item_scores.shape == (len(USERS), 5)
-    assert (np.diff(item_scores, axis=1) <= 0).all(), "best first"
-    for row, _user in enumerate(USERS):
-        assert not set(items[row][np.isfinite(item_scores[row])]) & set(history[row].indices)
+    found = items >= 0
+    assert (found == np.isfinite(item_scores)).all(), "padding is item -1 with score -inf"
+    assert (np.diff(found.astype(int), axis=1) <= 0).all(), "padding only at the end"
+    ranked_scores = np.where(found, item_scores, np.float32(-1e30))
+    assert (np.diff(ranked_scores, axis=1) <= 0).all(), "best first"
+    for row in range(len(USERS)):
+        assert not set(items[row][found[row]]) & set(history[row].indices), "seen items excluded"
+        assert len(set(items[row][found[row]])) == found[row].sum(), "no item twice"
     repeats, _ = model.recommend(USERS, history, N_ITEMS, exclude_seen=False)
     assert repeats.shape == (len(USERS), N_ITEMS)
+    # the top of `recommend` is the top of the dense scores (ties aside)
+    best = scores.max(axis=1)
+    top_scores = model.score_pairs(USERS, history, repeats[:, :1])[:, 0]
+    np.testing.assert_allclose(top_scores, best, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -266,3 +275,14 @@ def test_als_continues_from_previous_factors(data: Interactions) -> None:
     assert np.corrcoef(a, b)[0, 1] > 0.95
     cold = ALS(factors=8, iterations=1, random_state=4, num_threads=1).fit(data).score(USERS, history).ravel()
     assert np.corrcoef(a, cold)[0, 1] < np.corrcoef(a, b)[0, 1]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_pair_scores_are_the_dense_scores_of_those_items(name: str, data: Interactions) -> None:
+    model = make_models()[name].fit(data)
+    history = data.matrix[USERS]
+    rng = np.random.default_rng(3)
+    items = rng.integers(-1, N_ITEMS, size=(len(USERS), 7))
+    dense = model.score(USERS, history)
+    expected = np.where(items >= 0, np.take_along_axis(dense, np.maximum(items, 0), axis=1), 0.0)
+    np.testing.assert_allclose(model.score_pairs(USERS, history, items), expected, rtol=1e-5, atol=1e-7)

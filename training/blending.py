@@ -1,8 +1,8 @@
 """Learning the blend's weights on the validation split, one set per mode.
 
-Each source proposes its best `candidates` items per user; every source's scaled score is
-gathered for the union, and coordinate ascent over a grid of weights maximizes NDCG@10 of the
-blended ranking (seen items filtered in `discover`, kept in `all`).
+Each source proposes its best `per_source` items per user; every source's scaled score is
+gathered for the union (`Blend.gather`, as when serving), and coordinate ascent over a grid of
+weights maximizes NDCG@10 of the blended ranking (seen items filtered in `discover`, kept in `all`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from models import Blend
-from models.base import mask_seen, normalize_rows, top_k
+from models.base import sparse_at, top_k
 from training.evaluate import Relevance, batch_size
 from training.metrics import ndcg_at_k
 
@@ -26,33 +26,27 @@ class _Candidates:
         self, blend: Blend, history: sp.csr_matrix, truth: Relevance, *, exclude_seen: bool, per_source: int
     ) -> None:
         self.names = list(blend.components)
-        items_rows, score_rows, hit_rows = [], [], []
-        relevant = truth.matrix
+        item_rows, score_rows, hit_rows = [], [], []
         batch = batch_size(history.shape[1])
         for start in range(0, len(truth.users), batch):
             users = truth.users[start : start + batch]
-            rows = history[users]
-            parts = {}
-            for name, component in blend.components.items():
-                scores = component.score(users, rows)
-                if exclude_seen:
-                    mask_seen(scores, rows)
-                parts[name] = normalize_rows(scores)
-            proposals = np.concatenate([top_k(s, per_source)[0] for s in parts.values()], axis=1)
-            truth_rows = relevant[users].toarray().astype(bool)
-            for row in range(len(users)):
-                candidates = np.unique(proposals[row])
-                items_rows.append(candidates)
-                score_rows.append(np.stack([parts[name][row, candidates] for name in self.names]))
-                hit_rows.append(truth_rows[row, candidates])
-        width = max((len(c) for c in items_rows), default=0)
-        self.scores = np.zeros((len(self.names), len(items_rows), width), dtype=np.float32)
-        self.hits = np.zeros((len(items_rows), width), dtype=bool)
-        self.valid = np.zeros((len(items_rows), width), dtype=bool)
-        for row, (candidates, scores, hits) in enumerate(zip(items_rows, score_rows, hit_rows, strict=True)):
-            self.scores[:, row, : len(candidates)] = scores
-            self.hits[row, : len(candidates)] = hits
-            self.valid[row, : len(candidates)] = True
+            items, parts = blend.gather(
+                users, history[users], self.names, per_source=per_source, exclude_seen=exclude_seen
+            )
+            item_rows.append(items)
+            score_rows.append(np.stack([parts[name] for name in self.names]))
+            hit_rows.append(sparse_at(truth.matrix[users], items) > 0)
+        width = max(items.shape[1] for items in item_rows)
+        self.scores = np.zeros((len(self.names), len(truth.users), width), dtype=np.float32)
+        self.hits = np.zeros((len(truth.users), width), dtype=bool)
+        self.valid = np.zeros((len(truth.users), width), dtype=bool)
+        row = 0
+        for items, scores, hits in zip(item_rows, score_rows, hit_rows, strict=True):
+            rows = slice(row, row + len(items))
+            self.scores[:, rows, : items.shape[1]] = scores
+            self.hits[rows, : items.shape[1]] = hits
+            self.valid[rows, : items.shape[1]] = items >= 0
+            row += len(items)
         self.relevant = truth.counts
 
     def ndcg(self, weights: np.ndarray) -> float:

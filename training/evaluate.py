@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from models.base import mask_seen, top_k
+from models.base import mask_seen, ranked, sparse_at, top_k
 from training.events import EVENT_CODES, EventLog
 from training.metrics import all_metrics
 
 VARIANTS = ("novel", "all")
 MODE_OF_VARIANT = {"novel": "discover", "all": "all"}
 Scorer = Callable[[np.ndarray, sp.csr_matrix], np.ndarray]
+# (users, their history rows, k, exclude_seen) -> top-k item rows per user, -1 where none
+Ranker = Callable[[np.ndarray, sp.csr_matrix, int, bool], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -78,36 +81,49 @@ def batch_size(n_items: int) -> int:
     return max(16, min(512, 20_000_000 // max(n_items, 1)))
 
 
+def ranker_of(model: Any, **options: Any) -> Ranker:
+    """A ranker from anything with `recommend(users, history, n, exclude_seen=..., **options)`."""
+
+    def rank_with(users: np.ndarray, rows: sp.csr_matrix, k: int, exclude_seen: bool) -> np.ndarray:
+        items: np.ndarray = model.recommend(users, rows, k, exclude_seen=exclude_seen, **options)[0]
+        return items
+
+    return rank_with
+
+
+def dense_ranker(scorer: Scorer) -> Ranker:
+    """A ranker from a dense scorer (references that score every item, such as EASE)."""
+
+    def rank_with(users: np.ndarray, rows: sp.csr_matrix, k: int, exclude_seen: bool) -> np.ndarray:
+        scores = scorer(users, rows)
+        if exclude_seen:
+            mask_seen(scores, rows)
+        return ranked(*top_k(scores, k))[0]
+
+    return rank_with
+
+
 def rank(
-    scorer: Scorer, history: sp.csr_matrix, users: np.ndarray, k: int, *, exclude_seen: bool
+    ranker: Ranker, history: sp.csr_matrix, users: np.ndarray, k: int, *, exclude_seen: bool
 ) -> np.ndarray:
     """Top-k item rows for each user (-1 where fewer than k items could be ranked)."""
     out = np.full((len(users), k), -1, dtype=np.int64)
     batch = batch_size(history.shape[1])
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
-        rows = history[chunk]
-        scores = scorer(chunk, rows)
-        if exclude_seen:
-            mask_seen(scores, rows)
-        items, values = top_k(scores, k)
-        items[~np.isfinite(values)] = -1
+        items = ranker(chunk, history[chunk], k, exclude_seen)
         out[start : start + len(chunk), : items.shape[1]] = items
     return out
 
 
 def evaluate(
-    scorer: Scorer, history: sp.csr_matrix, truth: Relevance, *, exclude_seen: bool, k: int = 20
+    ranker: Ranker, history: sp.csr_matrix, truth: Relevance, *, exclude_seen: bool, k: int = 20
 ) -> dict[str, float]:
-    """Every metric at 10 and 20, and coverage, for one scorer on one variant's relevance."""
+    """Every metric at 10 and 20, and coverage, for one ranker on one variant's relevance."""
     if not len(truth.users):
         return {"users": 0.0}
-    recommended = rank(scorer, history, truth.users, k, exclude_seen=exclude_seen)
-    relevant_rows = truth.matrix[truth.users]
-    hits = np.zeros(recommended.shape, dtype=bool)
-    for row in range(len(truth.users)):
-        start, end = relevant_rows.indptr[row], relevant_rows.indptr[row + 1]
-        hits[row] = np.isin(recommended[row], relevant_rows.indices[start:end]) & (recommended[row] >= 0)
+    recommended = rank(ranker, history, truth.users, k, exclude_seen=exclude_seen)
+    hits = sparse_at(truth.matrix[truth.users], recommended) > 0
     metrics = all_metrics(hits, truth.counts, recommended, history.shape[1])
     metrics["users"] = float(len(truth.users))
     return metrics

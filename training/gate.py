@@ -9,14 +9,13 @@ decision says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from models import ModelBundle
 from training.dataset import Split, interactions
-from training.evaluate import MODE_OF_VARIANT, VARIANTS, evaluate
+from training.evaluate import MODE_OF_VARIANT, VARIANTS, Ranker, evaluate, ranker_of
 from training.events import EventLog
 from training.pipeline import TrainConfig, TrainResult, truth_for
 
@@ -46,30 +45,30 @@ def headline(metrics: dict[str, dict[str, float]]) -> float:
     return float(np.mean([metrics.get(v, {}).get("ndcg@10", 0.0) for v in VARIANTS]))
 
 
-def _served_scorer(served: ModelBundle, log: EventLog, mode: str) -> Any:
-    """Scores from the served model, for the candidate's users and in the candidate's item space."""
+def _served_ranker(served: ModelBundle, log: EventLog, mode: str) -> Ranker:
+    """Rankings from the served model, for the candidate's users, mapped into the candidate's item space."""
     served_item_row = {item: row for row, item in enumerate(served.item_ids.tolist())}
     served_user_row = {user: row for row, user in enumerate(served.user_ids.tolist())}
     item_map = np.array([served_item_row.get(i, -1) for i in log.item_ids.tolist()], dtype=np.int64)
     user_map = np.array([served_user_row.get(u, -1) for u in log.user_ids.tolist()], dtype=np.int64)
-    n_served_items = len(served.item_ids)
-    known_items = np.flatnonzero(item_map >= 0)
+    back = np.full(len(served.item_ids) + 1, -1, dtype=np.int64)  # served row -> candidate row; -1 -> -1
+    known = np.flatnonzero(item_map >= 0)
+    back[item_map[known]] = known
 
-    def score(users: np.ndarray, rows: sp.csr_matrix) -> np.ndarray:
-        rows = sp.csr_matrix(rows)
-        coo = rows.tocoo()
+    def rank_with(users: np.ndarray, rows: sp.csr_matrix, k: int, exclude_seen: bool) -> np.ndarray:
+        coo = sp.csr_matrix(rows).tocoo()
         keep = item_map[coo.col] >= 0
         history = sp.csr_matrix(
-            (coo.data[keep], (coo.row[keep], item_map[coo.col[keep]])), shape=(len(users), n_served_items)
+            (coo.data[keep], (coo.row[keep], item_map[coo.col[keep]])),
+            shape=(len(users), len(served.item_ids)),
         )
         served_users = user_map[users]
         served_users = np.where(served_users >= 0, served_users, len(served.user_ids) + np.arange(len(users)))
-        served_scores = served.blend.score(served_users, history, mode)
-        out = np.full((len(users), len(item_map)), -np.inf, dtype=np.float32)
-        out[:, known_items] = served_scores[:, item_map[known_items]]
-        return out
+        items, _ = served.blend.recommend(served_users, history, k, exclude_seen=exclude_seen, mode=mode)
+        mapped: np.ndarray = back[items]
+        return mapped
 
-    return score
+    return rank_with
 
 
 def decide(
@@ -99,14 +98,11 @@ def decide(
             enough = False
             break
         mode, novel = MODE_OF_VARIANT[variant], variant == "novel"
-
-        def cand_scores(users: np.ndarray, rows: sp.csr_matrix, mode: str = mode) -> np.ndarray:
-            # fitted on the train split: it has not seen the test events
-            return candidate.evaluated.score(users, rows, mode)
-
-        cand_metrics[variant] = evaluate(cand_scores, history, truth, exclude_seen=novel)
+        # the candidate as fitted on the train split: it has not seen the test events
+        evaluated = ranker_of(candidate.evaluated, mode=mode)
+        cand_metrics[variant] = evaluate(evaluated, history, truth, exclude_seen=novel)
         served_metrics[variant] = evaluate(
-            _served_scorer(served, log, mode), history, truth, exclude_seen=novel
+            _served_ranker(served, log, mode), history, truth, exclude_seen=novel
         )
     if enough:
         cand_score, served_score, basis = headline(cand_metrics), headline(served_metrics), "same test events"

@@ -31,7 +31,15 @@ from models import (
 from models.base import Recommender
 from training.blending import learn_weights
 from training.dataset import Split, Weighting, interactions
-from training.evaluate import MODE_OF_VARIANT, VARIANTS, Relevance, evaluate, relevance, target_mask
+from training.evaluate import (
+    MODE_OF_VARIANT,
+    VARIANTS,
+    Relevance,
+    evaluate,
+    ranker_of,
+    relevance,
+    target_mask,
+)
 from training.events import EventLog
 
 Progress = Callable[[str], None]
@@ -207,13 +215,9 @@ def train(
     for variant in VARIANTS:
         truth = truth_for(fit_train.matrix, outer.test, variant, config, config.max_eval_users)
         mode, novel = MODE_OF_VARIANT[variant], variant == "novel"
-
-        def blended(users: np.ndarray, rows: Any, mode: str = mode) -> np.ndarray:
-            return blend.score(users, rows, mode)
-
-        metrics[variant] = evaluate(blended, fit_train.matrix, truth, exclude_seen=novel)
+        metrics[variant] = evaluate(ranker_of(blend, mode=mode), fit_train.matrix, truth, exclude_seen=novel)
         baselines["most_popular"][variant] = evaluate(
-            popular.score, fit_train.matrix, truth, exclude_seen=novel
+            ranker_of(popular), fit_train.matrix, truth, exclude_seen=novel
         )
     seconds["evaluation"] = time.perf_counter() - started
 
