@@ -23,6 +23,7 @@ from models.popularity import BuyAgain, Popularity
 
 FORMAT = "shopcast-model"
 FORMAT_VERSION = 1
+SERVING = "serving."
 MODEL_CLASSES: dict[str, type[Recommender]] = {
     cls.__name__: cls for cls in (ALS, BPR, ItemKNN, CoPurchase, Popularity, BuyAgain, ContentSimilarity)
 }
@@ -34,12 +35,14 @@ class ArtifactError(ValueError):
 
 @dataclass
 class ModelBundle:
-    """A fitted blend with its id maps (row number -> id) and the trainer's metadata."""
+    """A fitted blend with its id maps (row number -> id), the trainer's metadata, and the
+    arrays serving answers from (precomputed candidates, histories; see training/serving.py)."""
 
     blend: Blend
     user_ids: np.ndarray
     item_ids: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
+    serving: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def save(bundle: ModelBundle, directory: Path) -> None:
@@ -50,6 +53,7 @@ def save(bundle: ModelBundle, directory: Path) -> None:
         "user_ids": np.asarray(bundle.user_ids, dtype=str),
         "item_ids": np.asarray(bundle.item_ids, dtype=str),
         **bundle.blend.arrays(),
+        **{f"{SERVING}{name}": array for name, array in bundle.serving.items()},
     }
     for name, array in arrays.items():
         np.save(arrays_dir / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
@@ -111,4 +115,5 @@ def load(directory: Path, *, mmap: bool = True) -> ModelBundle:
         raise ArtifactError(f"{directory} is incomplete or foreign: missing {exc}") from None
     known = {"format", "format_version", "class", "weights", "components", "arrays"}
     metadata = {k: v for k, v in manifest.items() if k not in known}
-    return ModelBundle(blend, user_ids, item_ids, metadata)
+    serving = {k[len(SERVING) :]: v for k, v in arrays.items() if k.startswith(SERVING)}
+    return ModelBundle(blend, user_ids, item_ids, metadata, serving)

@@ -139,16 +139,44 @@ class Blend(Recommender):
         exclude_seen: bool | None = None,
         mode: str = "discover",
     ) -> tuple[np.ndarray, np.ndarray]:
+        items, scores, _ = self.rank(users, history, n, exclude_seen=exclude_seen, mode=mode)
+        return items, scores
+
+    def rank(
+        self,
+        users: np.ndarray,
+        history: sp.csr_matrix,
+        n: int,
+        *,
+        exclude_seen: bool | None = None,
+        mode: str = "discover",
+        per_source: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`recommend`, plus for each item the component that gave it the most weighted score
+        (its index in `components`; -1 for padding). Each source proposes `per_source` items
+        (default: `n`, at least `PER_SOURCE`)."""
         self._check_fitted()
         _check_mode(mode)
         exclude = exclude_seen if exclude_seen is not None else mode == "discover"
-        items, parts = self.gather(
-            users, history, self.active(mode), per_source=max(n, PER_SOURCE), exclude_seen=exclude
-        )
+        names = self.active(mode)
+        proposals = per_source or max(n, PER_SOURCE)
+        items, parts = self.gather(users, history, names, per_source=proposals, exclude_seen=exclude)
         blended = self.combine(parts, mode)
         blended[items < 0] = -np.inf
         order, scores = top_k(blended, n)
-        return ranked(np.take_along_axis(items, order, axis=1), scores)
+        items, scores = ranked(np.take_along_axis(items, order, axis=1), scores)
+        assert self.weights is not None
+        weights = self.weights[mode]
+        shares = np.stack(
+            [
+                np.take_along_axis(parts[name], order, axis=1) * max(weights.get(name, 0.0), FILL_WEIGHT)
+                for name in names
+            ]
+        )
+        every = list(self.components)
+        sources = np.array([every.index(name) for name in names])[np.argmax(shares, axis=0)]
+        sources[items < 0] = -1
+        return items, scores, sources
 
     def similar_items(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """From the first component that finds similar items (collaborative before content)."""

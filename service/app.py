@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,10 +22,12 @@ from service.ops.access_log import AccessLogMiddleware
 from service.ops.health import HealthController
 from service.ops.logs import configure_logging
 from service.security.guard import require_key
+from service.serving.controllers import SERVING_CONTROLLERS
+from service.serving.rules_api import RulesController
 from service.settings import Settings, load_settings
 from service.users.controllers import UsersController
 
-API_CONTROLLERS = [EventsController, ItemsController, UsersController]
+API_CONTROLLERS = [EventsController, ItemsController, UsersController, RulesController, *SERVING_CONTROLLERS]
 
 
 class MetricsController(PrometheusController):
@@ -43,8 +46,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.ctx = Context.create(settings)
+        app.state.ctx = ctx = Context.create(settings)
         try:
+            try:
+                await ctx.serving.ensure_ready()
+            except Exception as exc:  # the database may come later: requests load it then
+                logging.getLogger(__name__).warning(
+                    "serving state not loaded at start: %s", type(exc).__name__
+                )
+            ctx.serving.start()
             yield
         finally:
             await app.state.ctx.close()

@@ -11,6 +11,8 @@ from service.redis_link import RedisLink
 from service.security.crypto import PersonalDataCipher
 from service.security.keys import KeyStore
 from service.security.ratelimit import RateLimiter
+from service.serving.answers import Answers
+from service.serving.state import ServingState
 from service.settings import Settings
 from service.storage.engine import create_engine
 
@@ -23,11 +25,14 @@ class Context:
     redis: RedisLink
     keys: KeyStore
     limiter: RateLimiter
+    serving: ServingState
+    answers: Answers
 
     @classmethod
     def create(cls, settings: Settings) -> Context:
         engine = create_engine(settings.database)
         redis = RedisLink(settings.redis)
+        serving = ServingState(engine, redis, settings.data_dir / "models", settings.serving)
         return cls(
             settings=settings,
             engine=engine,
@@ -35,9 +40,12 @@ class Context:
             redis=redis,
             keys=KeyStore(engine, cache_seconds=settings.api.key_cache_seconds),
             limiter=RateLimiter(redis),
+            serving=serving,
+            answers=Answers(serving),
         )
 
     async def close(self) -> None:
+        await self.serving.stop()
         await self.redis.close()
         await self.engine.dispose()
 

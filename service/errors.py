@@ -77,6 +77,15 @@ class InvalidInput(ShopcastError):
         return cls(detail, extra=[{"key": p.key, "message": p.message} for p in problems])
 
 
+class BadParameter(ShopcastError):
+    """A query or path parameter outside what the route accepts (400, naming it)."""
+
+    status_code = 400
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"invalid {name}: {message}", extra=[{"key": name, "message": message}])
+
+
 class NotFound(ShopcastError):
     status_code = 404
 

@@ -59,6 +59,17 @@ class JobSettings:
 
 
 @dataclass(frozen=True)
+class ServingSettings:
+    """How often each serving process looks for changes (Redis notices make model swaps immediate)."""
+
+    model_poll_seconds: float = 5.0
+    fresh_poll_seconds: float = 1.0
+    catalog_poll_seconds: float = 1.0
+    rules_poll_seconds: float = 5.0
+    trending_refresh_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
     json: bool = True
@@ -72,6 +83,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     log: LogSettings = field(default_factory=LogSettings)
     jobs: JobSettings = field(default_factory=JobSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
     smtp_url: str | None = None
     secret_key: str | None = None
 
@@ -126,6 +138,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         jobs=JobSettings(
             retrain_cron=env.get("SHOPCAST_RETRAIN_CRON", "0 3 * * *").strip(),
             retrain_tune_seconds=float(get("RETRAIN_TUNE_SECONDS", "0") or 0),
+        ),
+        serving=ServingSettings(
+            model_poll_seconds=float(get("MODEL_POLL_SECONDS", "5") or 5),
+            fresh_poll_seconds=float(get("FRESH_POLL_SECONDS", "1") or 1),
+            catalog_poll_seconds=float(get("CATALOG_POLL_SECONDS", "1") or 1),
         ),
         smtp_url=get("SMTP_URL"),
         secret_key=get("SECRET_KEY"),

@@ -168,4 +168,4 @@ async def test_erasure_leaves_nothing_keyed_by_the_user(
 def test_every_table_that_can_hold_personal_data_is_erased() -> None:
     """A table holding user data must carry `user_id`, or be known to hold none."""
     without_user_id = {t.name for t in metadata.sorted_tables} - {t.name for t in tables_with_user_id()}
-    assert without_user_id == {"items", "api_keys", "model_versions", "scheduled_runs"}
+    assert without_user_id == {"items", "api_keys", "model_versions", "scheduled_runs", "merch_rules"}

@@ -41,12 +41,20 @@ from training.evaluate import (
     target_mask,
 )
 from training.events import EventLog
+from training.serving import serving_arrays
 
 Progress = Callable[[str], None]
 CODE_VERSION = importlib.metadata.version("shopcast")
 MIN_EVENTS = 10
 MAX_CLOCK_SKEW = 86_400.0
-STAGES = ("fit on train_a", "learn blend weights", "fit on train", "evaluate on test", "refit on all events")
+STAGES = (
+    "fit on train_a",
+    "learn blend weights",
+    "fit on train",
+    "evaluate on test",
+    "refit on all events",
+    "rank for serving",
+)
 ALS_DEFAULTS: dict[str, Any] = {"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 15}
 ITEM_KNN_DEFAULTS: dict[str, Any] = {"neighbours": 100, "method": "bm25"}
 
@@ -221,12 +229,17 @@ def train(
         )
     seconds["evaluation"] = time.perf_counter() - started
 
-    final = blend
+    final, serving = blend, {}
     if refit:
         say("refit on all events")
         started = time.perf_counter()
-        final = Blend(config.components(with_content), weights=weights).fit_from(data_of(log), blend)
+        everything = data_of(log)
+        final = Blend(config.components(with_content), weights=weights).fit_from(everything, blend)
         seconds["refit"] = time.perf_counter() - started
+        say("rank for serving")
+        started = time.perf_counter()
+        serving = serving_arrays(final, everything.matrix, log)
+        seconds["serving"] = time.perf_counter() - started
     start, end = log.window
     split = {
         "cutoff": outer.cutoff,
@@ -247,5 +260,5 @@ def train(
         "validation": validation,
         "split": split,
     }
-    bundle = ModelBundle(final, log.user_ids, log.item_ids, metadata)
+    bundle = ModelBundle(final, log.user_ids, log.item_ids, metadata, serving)
     return TrainResult(bundle, metrics, baselines, validation, split, seconds, evaluated=blend)

@@ -34,6 +34,7 @@ class ItemsController(Controller):
         check_batch_size(len(data), api.max_batch_records, "Split the batch, or use `shopcast import`.")
         kind = ItemKind(channels=api.channels)
         counts = await write_batch(ctx.engine, kind, prepare_batch(kind, data))
+        await ctx.serving.after_catalog_change()
         return Upserted(counts.accepted)
 
     @get("/{item_id:str}", operation_id="getItem", opt={"scopes": ("catalog:write", "recs:read")})
@@ -44,4 +45,6 @@ class ItemsController(Controller):
     @patch("/{item_id:str}", operation_id="patchItem")
     async def change(self, item_id: ItemId, data: JSONBody[ItemPatch], ctx: Ctx) -> ItemOut:
         """Change some fields of an item: availability, stock, price, ..."""
-        return await patch_item(ctx.engine, item_id, data, ctx.settings.api.channels)
+        item = await patch_item(ctx.engine, item_id, data, ctx.settings.api.channels)
+        await ctx.serving.after_catalog_change()
+        return item

@@ -72,6 +72,7 @@ class EventsController(Controller):
         kind = EventKind(channels=api.channels)
         rows = prepare_batch(kind, records, indexed=isinstance(data, list))
         counts = await write_batch(ctx.engine, kind, rows)
+        await ctx.serving.after_events()
         return EventsAccepted(counts.accepted, counts.duplicates, counts.unknown_items)
 
     @post(
@@ -107,4 +108,5 @@ class EventsController(Controller):
         except IngestInterrupted as interrupted:
             return Response(interrupted.report, status_code=503, headers={"Retry-After": "5"})
         stored_nothing = not report.applied or report.accepted + report.duplicates == 0
+        await ctx.serving.after_events()
         return Response(report, status_code=422 if report.rejected and stored_nothing else 200)

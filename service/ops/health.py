@@ -15,6 +15,7 @@ class Readiness(msgspec.Struct):
     status: str
     database: str
     redis: str
+    model: str  # the served version, or why there is none (popular items answer then)
 
 
 class HealthController(Controller):
@@ -40,5 +41,11 @@ class HealthController(Controller):
         else:
             redis = "ok" if await ctx.redis.ping() else "unavailable"
         status = "ok" if database == "ok" and redis != "unavailable" else "degraded"
-        body: Any = Readiness(status if database == "ok" else "unavailable", database, redis)
+        if database == "ok":
+            try:
+                await ctx.serving.ensure_ready()
+            except Exception as exc:
+                ctx.serving.model_error = f"cannot load serving state: {type(exc).__name__}"
+        model = ctx.serving.describe_model()
+        body: Any = Readiness(status if database == "ok" else "unavailable", database, redis, model)
         return Response(body, status_code=200 if database == "ok" else 503)

@@ -168,3 +168,16 @@ scheduled_runs = Table(
     Column("finished_at", UtcDateTime()),
     Column("outcome", Text),
 )
+
+# Staff rules for recommendations: `pin` puts an item first, `block` keeps it out. Channel ""
+# means every channel.
+merch_rules = Table(
+    "merch_rules",
+    metadata,
+    Column("item_id", ID, primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("action", String(8), nullable=False),
+    Column("position", Integer, nullable=False, default=0),
+    Column("note", Text),
+    *_timestamps(),
+)

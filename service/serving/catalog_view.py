@@ -1,0 +1,87 @@
+"""Every item's display fields and availability, in process memory, kept current by polling.
+
+Serving filters each answer by stock and channel without a database round trip. The view
+reloads items whose `updated_at` moved since the last poll (every second by default), and the
+process that wrote an item refreshes at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.storage.tables import items
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    item_id: str
+    title: str
+    price: float | None
+    currency: str | None
+    url: str | None
+    image_url: str | None
+    category: str | None
+    available: bool
+    channel_availability: dict[str, bool]
+    stock: int | None
+
+    def in_stock(self, channel: str | None) -> bool:
+        """Available (on `channel`, when given) and not known to have no stock."""
+        if not self.available or (self.stock is not None and self.stock <= 0):
+            return False
+        return channel is None or self.channel_availability.get(channel, True)
+
+
+CLOCK_MARGIN = timedelta(seconds=5)
+COLUMNS = (
+    items.c.item_id,
+    items.c.title,
+    items.c.price,
+    items.c.currency,
+    items.c.url,
+    items.c.image_url,
+    items.c.category,
+    items.c.available,
+    items.c.channel_availability,
+    items.c.stock,
+    items.c.updated_at,
+)
+
+
+class CatalogView:
+    def __init__(self) -> None:
+        self.items: dict[str, ItemInfo] = {}
+        self._since: datetime | None = None
+
+    def get(self, item_id: str) -> ItemInfo | None:
+        return self.items.get(item_id)
+
+    async def refresh(self, engine: AsyncEngine) -> int:
+        """Load items changed since the last refresh (all of them the first time); returns how many."""
+        query = select(*COLUMNS)
+        if self._since is not None:  # a margin for clocks of other writers that run a little behind
+            query = query.where(items.c.updated_at >= self._since - CLOCK_MARGIN)
+        changed = 0
+        async with engine.connect() as conn:
+            result = await conn.stream(query)
+            async for row in result:
+                self.items[row.item_id] = ItemInfo(
+                    item_id=row.item_id,
+                    title=row.title,
+                    price=row.price,
+                    currency=row.currency,
+                    url=row.url,
+                    image_url=row.image_url,
+                    category=row.category,
+                    available=bool(row.available),
+                    channel_availability=dict(row.channel_availability or {}),
+                    stock=row.stock,
+                )
+                if self._since is None or row.updated_at > self._since:
+                    self._since = row.updated_at
+                changed += 1
+        return changed
