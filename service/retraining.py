@@ -13,7 +13,7 @@ from service.context import Context
 from training.events import EventLog, read_file
 from training.gate import decide
 from training.pipeline import Progress, TrainConfig, TrainResult, train
-from training.registry import ModelRegistry
+from training.registry import ModelRegistry, ModelVersion
 from training.store import load_events, with_catalog
 from training.tuning import Trial, tune
 
@@ -23,6 +23,13 @@ Say = Callable[[str], None]
 
 def registry_for(ctx: Context) -> ModelRegistry:
     return ModelRegistry(ctx.engine, ctx.settings.data_dir / "models")
+
+
+async def roll_back(ctx: Context, version: str) -> ModelVersion:
+    """Serve an earlier version again, and tell the serving processes."""
+    current = await registry_for(ctx).rollback(version)
+    await ctx.serving.notify_model_change(current.version)
+    return current
 
 
 async def load_log(ctx: Context, events_path: Path | None) -> tuple[EventLog, tuple[str, ...]]:
@@ -79,4 +86,5 @@ async def train_and_publish(
         say(f"WARNING: publishing with --force although {decision.describe()}")
     summary: dict[str, Any] = {"split": result.split, "gate": decision.describe(), "seconds": result.seconds}
     version = await registry.publish(result.bundle, forced=not decision.passed, summary=summary)
+    await ctx.serving.notify_model_change(version)  # serving processes swap now instead of at their next poll
     return result, version, decision.describe()

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,7 +11,7 @@ import redis
 
 from service.app import create_app
 from service.context import Context
-from tests.conftest import make_settings, unavailable
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -61,36 +57,6 @@ async def test_limits_are_shared_by_processes_through_redis(
         for client, app in zip(clients, apps, strict=True):
             await client.aclose()
             await app.state.ctx.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A Redis server of this test's own, so that the test can stop it."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server (binary)", "not on PATH")
-    assert binary is not None
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield url, process
-    process.kill()
-    process.wait()
 
 
 async def test_ingest_and_limits_go_on_when_redis_stops(

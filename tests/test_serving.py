@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from service.app import create_app
 from service.context import Context
 from service.retraining import train_and_publish
+from tests.conftest import make_settings
 from tests.test_training import synthetic_shop
 from training.pipeline import TrainConfig
 
@@ -289,3 +294,76 @@ async def test_recommendations_need_the_recs_scope(client: httpx.AsyncClient, au
     response = await client.get("/v1/users/u1/recommendations", headers=events_only)
     assert response.status_code == 403
     assert (await client.get("/v1/users/u1/recommendations")).status_code == 401
+
+
+async def test_a_new_model_is_swapped_in_under_load_with_no_failed_request(
+    client: httpx.AsyncClient, served: Context, recs: dict[str, str]
+) -> None:
+    first = served.serving.version
+    seen: list[tuple[int, str]] = []
+    statuses: list[int] = []
+    stop = asyncio.Event()
+
+    async def storefront(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            user = f"u{(worker * 37 + n) % 300}"
+            response = await client.get(f"/v1/users/{user}/recommendations", params={"n": 5}, headers=recs)
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                seen.append((worker, response.json()["model_version"]))
+            n += 1
+
+    workers = [asyncio.create_task(storefront(w)) for w in range(8)]
+    _, second, _ = await train_and_publish(served, None, CONFIG, force=True)
+    assert second is not None
+    assert await served.serving.check_model()
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.gather(*workers)
+    assert set(statuses) == {200}, "no request failed during the swap"
+    assert {version for _, version in seen} == {first, second}
+    for worker in range(8):  # each storefront saw the old version, then only the new one
+        versions = [version for w, version in seen if w == worker]
+        assert versions == sorted(versions, key=lambda v: v == second)
+
+
+async def test_a_redis_notice_swaps_the_model_at_once_and_serving_survives_redis_stopping(
+    tmp_path: Path,
+    database_url: str,
+    served: Context,
+    recs: dict[str, str],
+    private_redis: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    url, server = private_redis
+    configured = make_settings(tmp_path, database_url, redis_url=url, model_poll_seconds="600")
+    app = create_app(configured)
+    app.state.ctx = listener = Context.create(configured)
+    await listener.serving.ensure_ready()
+    listener.serving.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as other:
+            first = listener.serving.version
+            publisher = Context.create(configured)  # as `shopcast train` would, in its own process
+            try:
+                _, second, _ = await train_and_publish(publisher, None, CONFIG, force=True)
+            finally:
+                await publisher.close()
+            for _ in range(100):  # polling is 10 minutes away: only the notice can do it
+                if listener.serving.version == second:
+                    break
+                await asyncio.sleep(0.05)
+            assert first != second
+            assert listener.serving.version == second
+
+            server.kill()
+            server.wait()
+            for user in ("u1", "u2", "nobody"):
+                response = await other.get(f"/v1/users/{user}/recommendations", headers=recs)
+                assert response.status_code == 200, response.text
+                assert response.json()["model_version"] == second
+            ready = (await other.get("/health/ready")).json()
+            assert ready["redis"] == "unavailable"
+            assert ready["model"] == second
+    finally:
+        await listener.close()

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from service.cli.common import run_with_context, say, settings_from_env
 from service.context import Context
-from service.retraining import load_log, registry_for, train_and_publish
+from service.retraining import load_log, registry_for, roll_back, train_and_publish
 from training.dataset import DEFAULT_EVENT_WEIGHTS, Weighting
 from training.events import EventDataError
 from training.pipeline import STAGES, Progress, TrainConfig, TrainingError, TrainResult, train
@@ -222,7 +222,7 @@ def list_models() -> None:
 def rollback(version: str) -> None:
     """Serve VERSION again."""
     try:
-        current = run_with_context(settings_from_env(), lambda ctx: registry_for(ctx).rollback(version))
+        current = run_with_context(settings_from_env(), lambda ctx: roll_back(ctx, version))
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     say(f"now serving {current.version}")
