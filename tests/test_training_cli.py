@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -70,3 +71,40 @@ def test_train_from_a_bad_file_is_a_clear_error(env: dict[str, str], tmp_path: P
     code, _, err = run(env, "train", "--events", str(path))
     assert code == 1
     assert "unknown event types teleport" in err
+
+
+def test_recommend_prints_one_user_and_exports_many(
+    env: dict[str, str], events_file: Path, tmp_path: Path
+) -> None:
+    assert run(env, "import", "events", str(events_file))[0] == 0
+    items = tmp_path / "items.ndjson"
+    items.write_text(
+        "".join(json.dumps({"item_id": f"i{i}", "title": f"Item {i}"}) + "\n" for i in range(60))
+    )
+    assert run(env, "import", "items", str(items))[0] == 0
+    assert run(env, "train", "--threads", "1")[0] == 0
+    code, out, err = run(env, "recommend", "--user", "u3", "-n", "5")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 5
+    assert lines[0].split()[0] == "1"
+    assert "Item " in lines[0]
+    users = tmp_path / "users.txt"
+    users.write_text("u1\nu2\n\nstranger\n")
+    code, _, err = run(
+        env, "recommend", "--users-file", str(users), "--out", str(tmp_path / "recs.csv"), "-n", "3"
+    )
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "recs.csv").read_text().splitlines()))
+    assert [r["user_id"] for r in rows] == ["u1"] * 3 + ["u2"] * 3 + ["stranger"] * 3
+    assert [r["rank"] for r in rows[:3]] == ["1", "2", "3"]
+    code, _, _ = run(env, "recommend", "--users-file", str(users), "--out", str(tmp_path / "recs.ndjson"))
+    exported = [json.loads(line) for line in (tmp_path / "recs.ndjson").read_text().splitlines()]
+    assert len(exported) == 30
+    assert set(exported[0]) == {"user_id", "item_id", "rank", "score"}
+    code, _, err = run(env, "recommend", "--users-file", str(users), "--out", str(tmp_path / "recs.xlsx"))
+    assert code != 0
+    assert ".csv or .ndjson" in err
+    code, _, err = run(env, "recommend", "--user", "u1", "--channel", "moon")
+    assert code != 0
+    assert "moon" in err

@@ -8,6 +8,7 @@ from service.cli.db import db
 from service.cli.demo import demo
 from service.cli.importing import import_
 from service.cli.keys import keys
+from service.cli.recommend import recommend
 from service.cli.serve import serve
 from service.cli.training import evaluate_command, models, train_command
 from service.cli.worker import worker
@@ -19,7 +20,7 @@ def cli() -> None:
     """shopcast: recommendations and personalized marketing for multi-channel shops."""
 
 
-for command in (serve, worker, db, keys, import_, train_command, evaluate_command, models, demo):
+for command in (serve, worker, db, keys, import_, train_command, evaluate_command, models, recommend, demo):
     cli.add_command(command)
 
 
