@@ -59,6 +59,7 @@ async def served(client: httpx.AsyncClient, ctx: Context, admin: dict[str, str])
     assert version is not None
     await ctx.serving.refresh()
     assert ctx.serving.version == version
+    assert not ctx.serving.fresh.by_user, "events the model was trained on are not fresh"
     return ctx
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 from sqlalchemy import func, select
 
 from service.cli.common import run_with_context, say, settings_from_env
@@ -13,6 +14,7 @@ from service.cli.serve import serve
 from service.cli.training import config_from, print_table, results_table, train_with_progress
 from service.context import Context
 from service.retraining import registry_for
+from service.serving.answers import Filters
 from service.storage.tables import events
 
 SAMPLE = Path(__file__).resolve().parent.parent / "demo" / "sample"
@@ -40,8 +42,31 @@ async def load_sample(ctx: Context) -> str:
         say(f"{verdict}; serving model {version}")
     else:
         say(f"model {current.version} is served (retrain with `shopcast train`)")
+    await show_recommendations(ctx)
     new = await ctx.keys.create("demo", DEMO_SCOPES)
     return new.secret
+
+
+async def show_recommendations(ctx: Context, users: int = 3, n: int = 5) -> None:
+    """A few sample users' recommendations, and items similar to the best seller, with titles."""
+    await ctx.serving.ensure_ready()
+    model = ctx.serving.model
+    if model is None:
+        return
+    buyers = np.argsort(-np.diff(model.purchased.indptr), kind="stable")[:users]
+    for row in buyers.tolist():
+        user_id = str(model.bundle.user_ids[row])
+        answer = ctx.answers.for_user(user_id, n, Filters())
+        say(f"\nrecommended for user {user_id} ({answer.strategy}):")
+        for rank, pick in enumerate(answer.picks, start=1):
+            say(f"  {rank}. {pick.item.title} (#{pick.item.item_id})  [{pick.source}]")
+    best_seller = model.item_ids[int(model.popular[0])]
+    similar = ctx.answers.similar(best_seller, n, Filters(), ("item_knn", "content", "als"))
+    info = ctx.serving.catalog.get(best_seller)
+    if similar is not None and info is not None:
+        say(f"\nsimilar to the best seller, {info.title}:")
+        for pick in similar.picks:
+            say(f"  - {pick.item.title} (#{pick.item.item_id})  [{pick.source}]")
 
 
 def _instructions(key: str, base: str) -> str:
@@ -55,6 +80,9 @@ shopcast demo is ready: the Complete Journey sample shop (CC0) is imported.
     curl -s {base}/v1/items/1082185 -H "Authorization: Bearer $KEY"
     curl -s {base}/v1/users/1 -H "Authorization: Bearer $KEY"
     curl -s {base}/v1/users/1/export -H "Authorization: Bearer $KEY" | head -c 600
+    curl -s "{base}/v1/users/1/recommendations?n=5" -H "Authorization: Bearer $KEY"
+    curl -s "{base}/v1/items/1082185/similar?n=5" -H "Authorization: Bearer $KEY"
+    curl -s "{base}/v1/items/trending?window=30d&n=5" -H "Authorization: Bearer $KEY"
     curl -s -X POST {base}/v1/events -H "Authorization: Bearer $KEY" \\
          -H 'Content-Type: application/json' \\
          -d '{{"user_id":"1","item_id":"1082185","event":"view","timestamp":"2026-01-01T10:00:00Z"}}'

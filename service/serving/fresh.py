@@ -39,6 +39,7 @@ class FreshEvents:
         self.by_user: dict[str, list[FreshEvent]] = {}
         self._seen: set[int] = set()
         self._cursor: int | None = None
+        self._floor = 0  # ids up to here were judged by the first read (by time)
         self._after = 0.0
 
     def for_user(self, user_id: str) -> list[FreshEvent]:
@@ -46,21 +47,23 @@ class FreshEvents:
 
     def reset(self, after: float) -> None:
         """Forget everything: the next refresh reads events after `after` (a new model's window end)."""
-        self.by_user, self._seen, self._cursor, self._after = {}, set(), None, after
+        self.by_user, self._seen, self._cursor, self._floor, self._after = {}, set(), None, 0, after
 
     async def refresh(self, engine: AsyncEngine) -> int:
         """Read events stored since the last refresh; returns how many were new."""
         added = 0
         async with engine.connect() as conn:
             if self._cursor is None:
-                start = datetime.fromtimestamp(self._after, UTC)
+                # a millisecond's margin: the window end went through float seconds
+                start = datetime.fromtimestamp(self._after + 0.001, UTC)
                 query = select(func.max(events.c.id))
-                self._cursor = int((await conn.execute(query)).scalar() or 0)
+                self._cursor = self._floor = int((await conn.execute(query)).scalar() or 0)
                 condition = events.c.occurred_at > start
                 added += await self._read(conn, condition, upper=self._cursor)
             while True:
                 before = self._cursor
-                page = await self._read(conn, events.c.id > self._cursor - REREAD_IDS, upper=None)
+                lowest = max(self._cursor - REREAD_IDS, self._floor)
+                page = await self._read(conn, events.c.id > lowest, upper=None)
                 added += page
                 if self._cursor == before or page == 0:
                     break
