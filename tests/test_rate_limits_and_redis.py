@@ -96,3 +96,27 @@ async def test_ingest_and_limits_go_on_when_redis_stops(
             assert statuses == [200, 200, 429], "limits fall back to in-process counting"
         finally:
             await app.state.ctx.close()
+
+
+async def test_far_from_the_limit_hits_reach_redis_in_batches(
+    database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.redis_link import RedisLink
+    from service.security import ratelimit
+    from service.settings import RedisSettings
+
+    link = RedisLink(RedisSettings(url=redis_url))
+    limiter = ratelimit.RateLimiter(link, prefix="shopcast:test-batches")
+    shared = redis.Redis.from_url(redis_url)
+    try:
+        verdicts = [await limiter.hit("k", 1_000) for _ in range(100)]
+        assert all(v.allowed for v in verdicts)
+        assert verdicts[-1].remaining == 900, "the process counts every hit itself"
+        (key,) = shared.keys("shopcast:test-batches:k:*")
+        assert int(shared.get(key) or 0) < 100, "not one round trip per hit"
+        monkeypatch.setattr(ratelimit, "SYNC_SECONDS", 0.0)
+        await limiter.hit("k", 1_000)
+        assert int(shared.get(key) or 0) == 101, "the next sync shares every hit"
+    finally:
+        shared.delete(*shared.keys("shopcast:test-batches:*"))
+        await link.close()

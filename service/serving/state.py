@@ -190,7 +190,7 @@ class ServingState:
                 await asyncio.sleep(self.settings.model_poll_seconds)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 async def _subscribe(client: Redis) -> PubSub:
