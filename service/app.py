@@ -18,6 +18,7 @@ from service.catalog.controllers import ItemsController
 from service.context import Context
 from service.errors import exception_handlers
 from service.ingest.controllers import EventsController
+from service.messaging.controllers import MESSAGING_CONTROLLERS
 from service.ops.access_log import AccessLogMiddleware
 from service.ops.health import HealthController
 from service.ops.logs import configure_logging
@@ -25,9 +26,17 @@ from service.security.guard import require_key
 from service.serving.controllers import SERVING_CONTROLLERS
 from service.serving.rules_api import RulesController
 from service.settings import Settings, load_settings
+from service.tracking.controllers import LinksController
 from service.users.controllers import UsersController
 
-API_CONTROLLERS = [EventsController, ItemsController, UsersController, RulesController, *SERVING_CONTROLLERS]
+API_CONTROLLERS = [
+    EventsController,
+    ItemsController,
+    UsersController,
+    RulesController,
+    *SERVING_CONTROLLERS,
+    *MESSAGING_CONTROLLERS,
+]
 
 
 class MetricsController(PrometheusController):
@@ -64,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     api = Router("/v1", route_handlers=API_CONTROLLERS, guards=[require_key], security=[{"bearer": []}])
     return Litestar(
-        route_handlers=[api, HealthController, MetricsController],
+        route_handlers=[api, HealthController, MetricsController, LinksController],
         dependencies={"ctx": Provide(provide_context, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=exception_handlers,

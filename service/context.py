@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.messaging.service import Messaging
 from service.redis_link import RedisLink
 from service.security.crypto import PersonalDataCipher
 from service.security.keys import KeyStore
@@ -27,24 +28,29 @@ class Context:
     limiter: RateLimiter
     serving: ServingState
     answers: Answers
+    messaging: Messaging
 
     @classmethod
     def create(cls, settings: Settings) -> Context:
         engine = create_engine(settings.database)
         redis = RedisLink(settings.redis)
         serving = ServingState(engine, redis, settings.data_dir / "models", settings.serving)
+        cipher = PersonalDataCipher(settings.resolved_secret_key())
+        answers = Answers(serving)
         return cls(
             settings=settings,
             engine=engine,
-            cipher=PersonalDataCipher(settings.resolved_secret_key()),
+            cipher=cipher,
             redis=redis,
             keys=KeyStore(engine, cache_seconds=settings.api.key_cache_seconds),
             limiter=RateLimiter(redis),
             serving=serving,
-            answers=Answers(serving),
+            answers=answers,
+            messaging=Messaging(settings, engine, cipher, answers),
         )
 
     async def close(self) -> None:
+        await self.messaging.close()
         await self.serving.stop()
         await self.redis.close()
         await self.engine.dispose()

@@ -70,6 +70,58 @@ class ServingSettings:
 
 
 @dataclass(frozen=True)
+class MessagingSettings:
+    """Where messages go and how hard shopcast pushes each way out (see README, "Messaging")."""
+
+    public_url: str = "http://127.0.0.1:8000"  # the base of tracking and unsubscribe links
+    email_from: str = "shopcast demo shop <shop@localhost>"
+    shop_name: str = "shopcast demo shop"
+    templates_dir: Path | None = None
+    concurrency: int = 16
+    max_attempts: int = 8
+    backoff_seconds: float = 30.0
+    max_backoff_seconds: float = 3_600.0
+    claim_seconds: float = 120.0  # a `sending` row older than this was in flight when its worker died
+    http_timeout_seconds: float = 10.0
+    rates: dict[str, float] = field(default_factory=dict)  # channel -> messages per second
+    providers: dict[str, str] = field(default_factory=dict)  # FCM_CREDENTIALS, X_TOKEN, … (see README)
+
+    def provider(self, name: str) -> str | None:
+        return self.providers.get(name) or None
+
+
+PROVIDER_VARIABLES = (
+    "FCM_CREDENTIALS",
+    "FCM_API_URL",
+    "PUSH_WEBHOOK_URL",
+    "PUSH_WEBHOOK_SECRET",
+    "X_TOKEN",
+    "X_API_URL",
+    "WEIBO_TOKEN",
+    "WEIBO_API_URL",
+    "WECHAT_APP_ID",
+    "WECHAT_SECRET",
+    "WECHAT_THUMB_MEDIA_ID",
+    "WECHAT_API_URL",
+    "FACEBOOK_PAGE_ID",
+    "FACEBOOK_TOKEN",
+    "FACEBOOK_API_URL",
+    "SOCIAL_WEBHOOK_URL",
+    "SOCIAL_WEBHOOK_SECRET",
+)
+
+
+def _rates(text: str | None) -> dict[str, float]:
+    """`email=50,push=200` -> {"email": 50.0, "push": 200.0}."""
+    rates = {}
+    for pair in (text or "").split(","):
+        if pair.strip():
+            name, _, value = pair.partition("=")
+            rates[name.strip()] = float(value)
+    return rates
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
     json: bool = True
@@ -84,6 +136,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     jobs: JobSettings = field(default_factory=JobSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
+    messaging: MessagingSettings = field(default_factory=MessagingSettings)
     smtp_url: str | None = None
     secret_key: str | None = None
 
@@ -143,6 +196,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             model_poll_seconds=float(get("MODEL_POLL_SECONDS", "5") or 5),
             fresh_poll_seconds=float(get("FRESH_POLL_SECONDS", "1") or 1),
             catalog_poll_seconds=float(get("CATALOG_POLL_SECONDS", "1") or 1),
+        ),
+        messaging=MessagingSettings(
+            public_url=(get("PUBLIC_URL", "http://127.0.0.1:8000") or "").rstrip("/"),
+            email_from=get("EMAIL_FROM", MessagingSettings.email_from) or "",
+            shop_name=get("SHOP_NAME", MessagingSettings.shop_name) or "",
+            templates_dir=Path(t) if (t := get("TEMPLATES_DIR")) else None,
+            concurrency=int(get("SEND_CONCURRENCY", "16") or 16),
+            max_attempts=int(get("SEND_MAX_ATTEMPTS", "8") or 8),
+            backoff_seconds=float(get("SEND_BACKOFF_SECONDS", "30") or 30),
+            claim_seconds=float(get("SEND_CLAIM_SECONDS", "120") or 120),
+            http_timeout_seconds=float(get("HTTP_TIMEOUT_SECONDS", "10") or 10),
+            rates=_rates(get("SEND_RATES")),
+            providers={name: value for name in PROVIDER_VARIABLES if (value := get(name))},
         ),
         smtp_url=get("SMTP_URL"),
         secret_key=get("SECRET_KEY"),

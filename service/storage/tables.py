@@ -181,3 +181,61 @@ merch_rules = Table(
     Column("note", Text),
     *_timestamps(),
 )
+
+# Staff-written message templates, versioned: each save adds a version; the newest one is used.
+# Locale "" is the default variant. `parts` maps part names (subject, html, text, title, body…)
+# to Jinja2 sources.
+message_templates = Table(
+    "message_templates",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("locale", String(35), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("parts", JSON, nullable=False),
+    Column("note", Text),
+    Column("created_at", UtcDateTime(), nullable=False, server_default=func.now()),
+)
+
+# Every outgoing message is a row here before it is attempted (the durable outbox). `key` makes
+# a message unique (a client's Idempotency-Key, or campaign/user/channel); `payload_ct` is the
+# rendered message, encrypted like other personal data (it holds the address), bound to `key`.
+# status: pending -> sending -> sent | failed | unknown (may have gone out; never resent
+# blindly) | cancelled; `sending` rows whose claim expired were in flight when a worker died.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("user_id", ID),
+    Column("template", String(128)),
+    Column("post_id", BigId),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False, default=8),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("claimed_by", String(128)),
+    Column("claimed_until", UtcDateTime()),
+    Column("payload_ct", LargeBinary, nullable=False),
+    Column("provider_id", String(256)),
+    Column("error", Text),
+    Column("sent_at", UtcDateTime()),
+    *_timestamps(),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "user_id"),
+    Index(None, "post_id"),
+)
+
+# Posts to social channels: one row per post, one delivery per channel it goes to.
+social_posts = Table(
+    "social_posts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("key", String(200), unique=True),
+    Column("scheduled_at", UtcDateTime(), nullable=False),
+    Column("channels", JSON, nullable=False),
+    Column("items", JSON, nullable=False, default=list),
+    Column("created_at", UtcDateTime(), nullable=False, server_default=func.now()),
+)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.errors import NotFound
@@ -119,3 +119,28 @@ async def erase_user(engine: AsyncEngine, user_id: str) -> Erasure:
             result = await conn.execute(delete(table).where(table.c.user_id == user_id))
             deleted[table.name] = result.rowcount or 0
     return Erasure(user_id=user_id, deleted=deleted)
+
+
+async def forget_push_tokens(
+    engine: AsyncEngine, cipher: PersonalDataCipher, user_id: str, stale: tuple[str, ...]
+) -> int:
+    """Remove push tokens a provider reported unregistered; how many were removed."""
+    async with engine.begin() as conn:
+        blob = (
+            await conn.execute(
+                select(users.c.push_tokens_ct).where(users.c.user_id == user_id).with_for_update()
+            )
+        ).scalar()
+        if not blob:
+            return 0
+        tokens: list[str] = msgspec.json.decode(cipher.decrypt(blob, context=f"users/{user_id}/push_tokens"))
+        kept = [t for t in tokens if t not in set(stale)]
+        if len(kept) == len(tokens):
+            return 0
+        sealed = cipher.encrypt(msgspec.json.encode(kept).decode(), context=f"users/{user_id}/push_tokens")
+        await conn.execute(
+            update(users)
+            .where(users.c.user_id == user_id)
+            .values(push_tokens_ct=sealed if kept else None, updated_at=datetime.now(UTC))
+        )
+    return len(tokens) - len(kept)

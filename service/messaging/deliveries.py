@@ -1,0 +1,268 @@
+"""The durable outbox: every message is a `deliveries` row before anything is sent.
+
+add      insert a pending row (its `key` is unique: adding the same message again returns
+         the row already there, which is how idempotency keys and "one per campaign, user
+         and channel" work)
+claim    move up to N due rows to `sending`, stamped with the worker and a claim deadline;
+         one UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING, so any number
+         of workers on PostgreSQL never claim the same row (SQLite: one writer at a time)
+record   the outcome of one attempt: sent, failed, unknown, or back to pending with a delay
+recover  `sending` rows past their claim deadline were in flight when a worker died: they
+         become `unknown` (the send may have gone out), or pending again when the channel
+         dedupes on the key (`resend_safe`)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.security.crypto import PersonalDataCipher
+from service.storage.tables import deliveries
+
+STATUSES = ("pending", "sending", "sent", "failed", "unknown", "cancelled")
+FINAL = ("sent", "failed", "unknown", "cancelled")
+LOST_IN_FLIGHT = "in flight when its worker stopped; it may have gone out, so it is not resent"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    key: str
+    kind: str  # message | social | campaign
+    channel: str
+    payload: dict[str, Any]
+    user_id: str | None = None
+    template: str | None = None
+    post_id: int | None = None
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    key: str
+    kind: str
+    channel: str
+    user_id: str | None
+    template: str | None
+    post_id: int | None
+    status: str
+    attempts: int
+    max_attempts: int
+    next_attempt_at: datetime
+    provider_id: str | None
+    error: str | None
+    sent_at: datetime | None
+    created_at: datetime
+    payload: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+class DeliveryStore:
+    def __init__(self, engine: AsyncEngine, cipher: PersonalDataCipher, max_attempts: int = 8) -> None:
+        self.engine = engine
+        self.cipher = cipher
+        self.max_attempts = max_attempts
+
+    def _seal(self, key: str, payload: dict[str, Any]) -> bytes:
+        return self.cipher.encrypt(msgspec.json.encode(payload).decode(), context=f"deliveries/{key}")
+
+    def _row(self, row: Any, *, with_payload: bool = False) -> Delivery:
+        m = row._mapping
+        payload: dict[str, Any] = {}
+        if with_payload:
+            payload = msgspec.json.decode(
+                self.cipher.decrypt(m["payload_ct"], context=f"deliveries/{m['key']}")
+            )
+        return Delivery(
+            id=m["id"],
+            key=m["key"],
+            kind=m["kind"],
+            channel=m["channel"],
+            user_id=m["user_id"],
+            template=m["template"],
+            post_id=m["post_id"],
+            status=m["status"],
+            attempts=m["attempts"],
+            max_attempts=m["max_attempts"],
+            next_attempt_at=m["next_attempt_at"],
+            provider_id=m["provider_id"],
+            error=m["error"],
+            sent_at=m["sent_at"],
+            created_at=m["created_at"],
+            payload=payload,
+        )
+
+    def _values(self, d: NewDelivery, at: datetime) -> dict[str, Any]:
+        return {
+            "key": d.key,
+            "kind": d.kind,
+            "channel": d.channel,
+            "user_id": d.user_id,
+            "template": d.template,
+            "post_id": d.post_id,
+            "status": "pending",
+            "attempts": 0,
+            "max_attempts": self.max_attempts,
+            "next_attempt_at": d.not_before or at,
+            "payload_ct": self._seal(d.key, d.payload),
+            "created_at": at,
+            "updated_at": at,
+        }
+
+    async def add(self, d: NewDelivery) -> tuple[Delivery, bool]:
+        """(the row, whether it is new); the same key again gives the stored row back."""
+        at = now()
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(deliveries).values(**self._values(d, at)))
+            created = True
+        except IntegrityError:
+            created = False
+        found = await self.by_key(d.key)
+        assert found is not None
+        return found, created
+
+    async def add_many(self, batch: Iterable[NewDelivery]) -> int:
+        """Insert many rows in one transaction (all or nothing); keys must be new."""
+        at = now()
+        rows = [self._values(d, at) for d in batch]
+        if not rows:
+            return 0
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(deliveries), rows)
+        return len(rows)
+
+    async def by_key(self, key: str) -> Delivery | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(deliveries).where(deliveries.c.key == key))).first()
+        return self._row(row) if row else None
+
+    async def get(self, delivery_id: int) -> Delivery | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
+        return self._row(row) if row else None
+
+    async def for_post(self, post_id: int) -> list[Delivery]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(deliveries).where(deliveries.c.post_id == post_id).order_by(deliveries.c.id)
+            )
+            return [self._row(r) for r in rows]
+
+    async def claim(
+        self, worker: str, limit: int, claim_seconds: float, *, ids: list[int] | None = None
+    ) -> list[Delivery]:
+        """Claim up to `limit` due pending rows (or just `ids`, when due) for `worker`."""
+        at = now()
+        due = select(deliveries.c.id).where(
+            deliveries.c.status == "pending", deliveries.c.next_attempt_at <= at
+        )
+        if ids is not None:
+            due = due.where(deliveries.c.id.in_(ids))
+        due = due.order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
+        due = due.with_for_update(skip_locked=True)
+        statement = (
+            update(deliveries)
+            .where(deliveries.c.id.in_(due.scalar_subquery()), deliveries.c.status == "pending")
+            .values(
+                status="sending",
+                attempts=deliveries.c.attempts + 1,
+                claimed_by=worker,
+                claimed_until=at + timedelta(seconds=claim_seconds),
+                updated_at=at,
+            )
+            .returning(*deliveries.c)
+        )
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(statement)).all()
+        return sorted((self._row(r, with_payload=True) for r in rows), key=lambda d: d.id)
+
+    async def record(
+        self,
+        d: Delivery,
+        status: str,
+        *,
+        error: str | None = None,
+        provider_id: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        """Store one attempt's result; False when the row was no longer this claim's (recovered)."""
+        at = now()
+        values: dict[str, Any] = {
+            "status": status,
+            "updated_at": at,
+            "claimed_by": None,
+            "claimed_until": None,
+        }
+        if error is not None:
+            values["error"] = error[:2000]
+        if provider_id is not None:
+            values["provider_id"] = provider_id[:256]
+        if status == "sent":
+            values["sent_at"] = at
+            values["error"] = None
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == d.id,
+                    deliveries.c.status == "sending",
+                    deliveries.c.attempts == d.attempts,
+                )
+                .values(**values)
+            )
+        return bool(result.rowcount)
+
+    async def recover(self, resend_safe: set[str]) -> dict[str, int]:
+        """Expired claims: `unknown`, or pending again on channels where a resend is harmless."""
+        at = now()
+        expired = and_(deliveries.c.status == "sending", deliveries.c.claimed_until < at)
+        counts = {}
+        async with self.engine.begin() as conn:
+            again = await conn.execute(
+                update(deliveries)
+                .where(expired, deliveries.c.channel.in_(sorted(resend_safe)))
+                .values(
+                    status="pending", claimed_by=None, claimed_until=None, next_attempt_at=at, updated_at=at
+                )
+            )
+            lost = await conn.execute(
+                update(deliveries)
+                .where(expired)
+                .values(
+                    status="unknown",
+                    claimed_by=None,
+                    claimed_until=None,
+                    error=LOST_IN_FLIGHT,
+                    updated_at=at,
+                )
+            )
+            counts = {"requeued": again.rowcount, "unknown": lost.rowcount}
+        return counts
+
+    async def cancel_pending(self, post_id: int) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.post_id == post_id, deliveries.c.status == "pending")
+                .values(status="cancelled", updated_at=now())
+            )
+        return int(result.rowcount)
+
+    async def counts(self) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(deliveries.c.status, func.count()).group_by(deliveries.c.status))
+            return {status: int(n) for status, n in rows}

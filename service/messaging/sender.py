@@ -1,0 +1,140 @@
+"""Delivering claimed rows: send through the channel, then record what happened.
+
+Retries back off exponentially with jitter (half the delay fixed, half random), and wait at
+least as long as the provider's `Retry-After`, which also pauses the whole channel. A row that
+keeps failing transiently is failed after its `max_attempts`. `Unknown` is final unless the
+channel dedupes on the delivery key. `run_once` is one worker step: recover rows left by dead
+workers, claim a batch, deliver it with bounded concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from service.messaging.channels import Channel, Envelope, Failed, Outcome, Retry, Sent, Unknown
+from service.messaging.deliveries import Delivery, DeliveryStore, now
+from service.messaging.throttle import Throttle
+from service.settings import MessagingSettings
+
+log = logging.getLogger(__name__)
+StaleTokens = Callable[[str, tuple[str, ...]], Awaitable[None]]
+
+
+def backoff(attempt: int, base: float, cap: float, after: float | None = None) -> float:
+    """Seconds before attempt `attempt + 1`: exponential with jitter, never under `after`."""
+    delay = float(min(cap, base * 2 ** max(0, attempt - 1)))
+    delay = delay / 2 + random.uniform(0, delay / 2)
+    return max(delay, after + random.uniform(0, 1) if after is not None else 0.0)
+
+
+class Sender:
+    def __init__(
+        self,
+        store: DeliveryStore,
+        channels: dict[str, Channel],
+        settings: MessagingSettings,
+        *,
+        on_stale_tokens: StaleTokens | None = None,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.settings = settings
+        self.throttle = Throttle(settings.rates)
+        self.on_stale_tokens = on_stale_tokens
+
+    async def deliver(self, d: Delivery) -> str:
+        """Send one claimed row and record the result; returns its new status."""
+        channel = self.channels.get(d.channel)
+        if channel is None:
+            outcome: Outcome = Failed(f"channel {d.channel!r} is not configured")
+        else:
+            await self.throttle.take(d.channel)
+            try:
+                outcome = await channel.send(_envelope(d))
+            except Exception as exc:  # a bug or an unexpected library error: keep the row, say what
+                log.exception("channel %s raised while sending delivery %s", d.channel, d.id)
+                outcome = Unknown(f"the {d.channel} channel raised {type(exc).__name__}")
+        return await self._record(d, channel, outcome)
+
+    async def _record(self, d: Delivery, channel: Channel | None, outcome: Outcome) -> str:
+        stale = getattr(outcome, "stale_tokens", ())
+        if stale and d.user_id and self.on_stale_tokens is not None:
+            await self.on_stale_tokens(d.user_id, stale)
+        if isinstance(outcome, Unknown) and channel is not None and channel.resend_safe:
+            outcome = Retry(outcome.reason)
+        if isinstance(outcome, Sent):
+            status, error, retry_at = "sent", None, None
+        elif isinstance(outcome, Retry):
+            if outcome.after:
+                self.throttle.pause(d.channel, outcome.after)
+            if d.attempts >= d.max_attempts:
+                status, error, retry_at = (
+                    "failed",
+                    f"gave up after {d.attempts} attempts: {outcome.reason}",
+                    None,
+                )
+            else:
+                wait = backoff(
+                    d.attempts,
+                    self.settings.backoff_seconds,
+                    self.settings.max_backoff_seconds,
+                    outcome.after,
+                )
+                status, error, retry_at = "pending", outcome.reason, now() + timedelta(seconds=wait)
+        elif isinstance(outcome, Unknown):
+            status, error, retry_at = "unknown", outcome.reason, None
+        else:
+            status, error, retry_at = "failed", outcome.reason, None
+        provider_id = outcome.provider_id if isinstance(outcome, Sent) else None
+        recorded = await self.store.record(d, status, error=error, provider_id=provider_id, retry_at=retry_at)
+        if not recorded:
+            log.warning("delivery %s was recovered by another worker before its outcome was stored", d.id)
+        return status
+
+    async def deliver_many(self, batch: list[Delivery]) -> dict[str, int]:
+        slots = asyncio.Semaphore(max(1, self.settings.concurrency))
+        counts: dict[str, int] = {}
+
+        async def one(d: Delivery) -> None:
+            async with slots:
+                status = await self.deliver(d)
+            counts[status] = counts.get(status, 0) + 1
+
+        await asyncio.gather(*(one(d) for d in batch))
+        return counts
+
+    async def run_once(self, worker: str, batch_size: int = 200) -> dict[str, int]:
+        """Recover, claim and deliver one batch; the counts of the outcomes."""
+        resend_safe = {name for name, c in self.channels.items() if c.resend_safe}
+        recovered = await self.store.recover(resend_safe)
+        if recovered.get("unknown"):
+            log.warning(
+                "%d deliveries were in flight when their worker stopped: marked unknown", recovered["unknown"]
+            )
+        batch = await self.store.claim(worker, batch_size, self.settings.claim_seconds)
+        return await self.deliver_many(batch) if batch else {}
+
+    async def run(self, worker: str, stop: asyncio.Event, idle_seconds: float = 1.0) -> None:
+        """Deliver until `stop` is set; sleeps `idle_seconds` when nothing is due."""
+        while not stop.is_set():
+            try:
+                done = await self.run_once(worker)
+            except Exception as exc:  # the database may be away for a moment: wait, try again
+                log.warning("delivery loop: %s; retrying", type(exc).__name__)
+                done = {}
+            if not done:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), idle_seconds)
+
+    async def close(self) -> None:
+        for channel in self.channels.values():
+            await channel.close()
+
+
+def _envelope(d: Delivery) -> Envelope:
+    return Envelope(key=d.key, payload=d.payload, user_id=d.user_id)
