@@ -259,16 +259,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument(
+        "--keep", type=Path, help="keep the prepared shop here and reuse it next time (skips training)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("redis-server") is None:
         raise SystemExit("needs wrk and redis-server on PATH (Debian: apt-get install wrk redis-server)")
-    database = f"shopcast_bench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{database}"'))
-    try:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        table = bench(args.keep, args)
+    else:
         with tempfile.TemporaryDirectory() as tmp:
-            table = bench(Path(tmp), database, args)
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            try:
+                table = bench(Path(tmp), args)
+            finally:
+                state = Path(tmp) / "state.json"
+                if state.exists():
+                    database = json.loads(state.read_text())["database"]
+                    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     print(
         f"\nGET /v1/users/{{id}}/recommendations?n=20 — {args.items:,} items, {args.users:,} users,"
         f" {args.workers} Granian worker(s), wrk {CONNECTIONS} connections, {args.seconds} s each\n"
@@ -284,21 +292,8 @@ def main() -> None:
         )
 
 
-def bench(
-    workdir: Path, database: str, args: argparse.Namespace
-) -> list[tuple[str, dict[str, float], dict[str, float]]]:
-    rng = np.random.default_rng(7)
-    redis_port, port, bare_port = free_port(), free_port(), free_port()
-    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    env = {
-        **os.environ,
-        "SHOPCAST_DATABASE_URL": f"{base}/{database}",
-        "SHOPCAST_DATA_DIR": str(workdir / "var"),
-        "SHOPCAST_SECRET_KEY": "bench-secret",
-        "SHOPCAST_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "SHOPCAST_RATE_LIMIT_PER_MINUTE": str(10**9),  # counted as in production, never reached
-        "SHOPCAST_LOG_LEVEL": "WARNING",
-    }
+def prepare(workdir: Path, env: dict[str, str], args: argparse.Namespace, rng: np.random.Generator) -> str:
+    """Catalog, history, a trained model and a key in a fresh database; returns the key."""
     print("preparing (catalog, history, training)", file=sys.stderr)
     run([SHOPCAST, "db", "upgrade"], env, "migrate")
     write_catalog(workdir / "items.ndjson", args.items, rng)
@@ -312,9 +307,37 @@ def bench(
     key = run(
         [SHOPCAST, "keys", "create", "--name", "bench", "--scopes", "recs:read,events:write"], env, "key"
     )
-    key = key.strip()
+    return key.strip()
+
+
+def bench(workdir: Path, args: argparse.Namespace) -> list[tuple[str, dict[str, float], dict[str, float]]]:
+    rng = np.random.default_rng(7)
+    redis_port, port, bare_port = free_port(), free_port(), free_port()
+    state_file = workdir / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    if not state:
+        database = f"shopcast_bench_{uuid.uuid4().hex[:8]}"
+        state = {"database": database, "items": args.items, "users": args.users}
+        asyncio.run(_admin(f'CREATE DATABASE "{state["database"]}"'))
+        state_file.write_text(json.dumps(state))
+    elif (state["items"], state["users"]) != (args.items, args.users):
+        raise SystemExit(f"{workdir} holds a shop of {state['items']} items and {state['users']} users")
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    env = {
+        **os.environ,
+        "SHOPCAST_DATABASE_URL": f"{base}/{state['database']}",
+        "SHOPCAST_DATA_DIR": str(workdir / "var"),
+        "SHOPCAST_SECRET_KEY": "bench-secret",
+        "SHOPCAST_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "SHOPCAST_RATE_LIMIT_PER_MINUTE": str(10**9),  # counted as in production, never reached
+        "SHOPCAST_LOG_LEVEL": "WARNING",
+    }
+    if "key" not in state:
+        state["key"] = prepare(workdir, env, args, rng)
+        state_file.write_text(json.dumps(state))
+    key = state["key"]
     (workdir / "bare_app.py").write_text(BARE_APP)
-    users = rng.permutation(args.users)
+    users = np.random.default_rng(11).permutation(args.users)  # the same groups on every run
     split = min(FRESH_USERS, args.users // 3)
     fresh, settled = users[:split].tolist(), users[split:].tolist()
 

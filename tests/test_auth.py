@@ -21,7 +21,7 @@ def v1_operations() -> list[tuple[str, str, tuple[str, ...]]]:
             continue
         for handler in getattr(route, "route_handlers", []):
             for method in sorted(handler.http_methods - {"HEAD", "OPTIONS"}):
-                path = re.sub(r"\{[^}]+\}", "some-id", route.path)
+                path = re.sub(r"\{[^}]+\}", "some-id", re.sub(r"\{[^}]+:int\}", "1", route.path))
                 found.append((method, path, tuple(handler.opt.get("scopes", ()))))
     return found
 

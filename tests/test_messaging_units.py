@@ -226,3 +226,10 @@ def test_templates_dir_is_found_from_a_checkout() -> None:
     assert (default_templates_dir() / "email" / "_layout.html").is_file()
     assert isinstance(default_templates_dir(), Path)
     assert time.time() > 0
+
+
+def test_tokens_with_foreign_characters_are_refused_not_crashed() -> None:
+    signer = LinkSigner("s", "https://shop.test")
+    for junk in ("»\x9b.ñ", "é.é", ".", "a.", "\x00.\x00"):
+        with pytest.raises(InvalidToken):
+            signer.verify("unsubscribe", junk)

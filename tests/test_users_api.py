@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from service.context import Context
+from service.messaging.deliveries import NewDelivery
 from service.storage.tables import metadata
 from service.users.service import tables_with_user_id
 
@@ -148,8 +149,11 @@ async def test_erasure_leaves_nothing_keyed_by_the_user(
         for uid in ("u-42", "u-42", "keep")
     ]
     await client.post("/v1/events", json=events, headers=headers)
+    for uid in ("u-42", "keep"):  # a message each, rendered and stored (it holds the address)
+        message = NewDelivery(f"m-{uid}", "message", "email", {"to": f"{uid}@example.test"}, user_id=uid)
+        await ctx.messaging.store.add(message)
     erased = (await client.delete("/v1/users/u-42", headers=headers)).json()
-    assert erased["deleted"] == {"events": 2, "user_consents": 2, "users": 1}
+    assert erased["deleted"] == {"events": 2, "user_consents": 2, "users": 1, "deliveries": 1}
     async with ctx.engine.connect() as conn:
         for table in tables_with_user_id():
             left = await conn.execute(
@@ -168,4 +172,5 @@ async def test_erasure_leaves_nothing_keyed_by_the_user(
 def test_every_table_that_can_hold_personal_data_is_erased() -> None:
     """A table holding user data must carry `user_id`, or be known to hold none."""
     without_user_id = {t.name for t in metadata.sorted_tables} - {t.name for t in tables_with_user_id()}
-    assert without_user_id == {"items", "api_keys", "model_versions", "scheduled_runs", "merch_rules"}
+    known = {"items", "api_keys", "model_versions", "scheduled_runs", "merch_rules"}
+    assert without_user_id == known | {"message_templates", "social_posts"}  # staff content, no one's data

@@ -1,4 +1,4 @@
-"""`shopcast worker`: run scheduled jobs until stopped (SIGINT or SIGTERM)."""
+"""`shopcast worker`: deliver messages and run scheduled jobs until stopped (SIGINT or SIGTERM)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ from service.cli.common import run_with_context, say, settings_from_env
 from service.context import Context
 from service.ops.logs import configure_logging
 from service.worker.jobs import scheduled_jobs
-from service.worker.schedule import run_schedule
+from service.worker.schedule import WORKER_ID, run_schedule
 
 
 @click.command()
 def worker() -> None:
-    """Run scheduled jobs (retraining on SHOPCAST_RETRAIN_CRON) until stopped."""
+    """Deliver pending messages and run scheduled jobs (retraining on SHOPCAST_RETRAIN_CRON) until stopped.
+
+    Any number of workers can run against one database: each claims its own batches of messages
+    and each scheduled slot runs once.
+    """
     settings = settings_from_env()
     configure_logging(settings.log)
 
@@ -27,16 +31,19 @@ def worker() -> None:
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         if not jobs:
-            say("no job is scheduled (SHOPCAST_RETRAIN_CRON is empty); waiting for a stop signal")
+            say("no job is scheduled (SHOPCAST_RETRAIN_CRON is empty)")
+        channels = ", ".join(sorted(ctx.messaging.channels))
+        say(f"delivering messages as {WORKER_ID} on: {channels}")
         for job in jobs:
             say(f"{job.name}: {job.cron} (UTC), next at {job.next_slot(datetime.now(UTC)).isoformat()}")
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        tasks = [asyncio.create_task(ctx.messaging.sender.run(WORKER_ID, stop))]
         if jobs:
-            await run_schedule(ctx.engine, jobs, stop=stop)
-        else:
-            await stop.wait()
+            tasks.append(asyncio.create_task(run_schedule(ctx.engine, jobs, stop=stop)))
+        await stop.wait()
+        await asyncio.gather(*tasks)
         say("worker stopped")
 
     run_with_context(settings, loop)

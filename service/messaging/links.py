@@ -49,7 +49,8 @@ class LinkSigner:
     def verify(self, purpose: str, token: str) -> dict[str, Any]:
         """The claims of a genuine, unexpired token for `purpose`; InvalidToken otherwise."""
         payload, _, signature = token.partition(".")
-        if not payload or not signature or not hmac.compare_digest(signature, self._sign(purpose, payload)):
+        expected = self._sign(purpose, payload).encode()
+        if not payload or not signature or not hmac.compare_digest(signature.encode(), expected):
             raise InvalidToken("this link is not valid (altered, or not made for this)")
         try:
             body = msgspec.json.decode(_unb64(payload))

@@ -1,0 +1,312 @@
+"""Messaging throughput: personalized emails and social posts, beside bare sending, in one run.
+
+    python bench/messaging.py [--emails 2000] [--connections 8] [--posts 3000]
+
+Builds a small shop (catalog, users with addresses, history, a trained model) in a temporary
+SQLite database, then:
+
+- emails: each user's "recommended for you" email with 6 recommended items is rendered, stored
+  as a delivery row and sent by the delivery loop over `--connections` pooled SMTP connections
+  to an aiosmtpd sink in its own process; beside it, bare aiosmtplib sends the same
+  pre-rendered messages over the same number of connections to the same server;
+- posts: social posts stored and delivered by the same loop to a local X-shaped HTTP API (its
+  own process), beside bare aiohttp and bare httpx posting the same JSON with 64 connections.
+
+The ratio to the bare rate is the figure; absolute rates depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aiohttp
+import aiosmtplib
+import httpx
+import numpy as np
+
+from service.app import create_app
+from service.context import Context
+from service.messaging.compose import load_recipients
+from service.messaging.deliveries import NewDelivery
+from service.retraining import train_and_publish
+from service.settings import load_settings
+from service.storage.migrate import upgrade
+from training.pipeline import TrainConfig
+
+X_API = """
+import sys
+from aiohttp import web
+count = 0
+async def tweet(request):
+    global count
+    body = await request.json()
+    count += 1
+    return web.json_response({"data": {"id": str(count), "text": body["text"]}}, status=201)
+app = web.Application()
+app.router.add_post("/2/tweets", tweet)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
+@contextmanager
+def server(command: list[str], port: int) -> Iterator[None]:
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
+async def build_shop(client: httpx.AsyncClient, headers: dict[str, str], users: int) -> None:
+    rng = np.random.default_rng(3)
+    words = ["tea", "coffee", "mug", "honey", "biscuit", "jam", "kettle", "cup"]
+    items = [
+        {
+            "item_id": f"i{n}",
+            "title": f"{words[n % 8].title()} no. {n}",
+            "category": words[n % 8],
+            "price": round(float(rng.uniform(2, 60)), 2),
+            "currency": "EUR",
+            "url": f"https://shop.example/p/i{n}",
+            "image_url": f"https://cdn.shop.example/i{n}.jpg",
+        }
+        for n in range(400)
+    ]
+    await client.put("/v1/items", json=items, headers=headers)
+    people = [
+        {
+            "user_id": f"u{n}",
+            "email": f"user{n}@example.test",
+            "locale": "zh-CN" if n % 5 == 0 else "en",
+            "consents": {"email": True},
+            "attributes": {"first_name": f"Name{n}"},
+        }
+        for n in range(users)
+    ]
+    for start in range(0, users, 1_000):
+        await client.put("/v1/users", json=people[start : start + 1_000], headers=headers)
+    now = time.time()
+    events = [
+        {
+            "user_id": f"u{u}",
+            "item_id": f"i{(u % 8) + 8 * int(rng.integers(0, 50))}",
+            "event": str(rng.choice(["view", "add_to_cart", "purchase"], p=[0.7, 0.2, 0.1])),
+            "timestamp": now - float(rng.uniform(3_600, 60 * 86_400)),
+        }
+        for u in range(users)
+        for _ in range(12)
+    ]
+    for start in range(0, len(events), 10_000):
+        await client.post("/v1/events", json=events[start : start + 10_000], headers=headers)
+
+
+async def bare_smtp(port: int, messages: list[tuple[str, bytes]], connections: int) -> float:
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    for message in messages:
+        queue.put_nowait(message)
+
+    async def sender() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await smtp.connect()
+        while not queue.empty():
+            to, raw = queue.get_nowait()
+            await smtp.sendmail("shop@example.test", [to], raw)
+        await smtp.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(connections)))
+    return len(messages) / (time.perf_counter() - started)
+
+
+async def deliver_all(ctx: Context, expected: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.create_task(ctx.messaging.sender.run("bench", stop, idle_seconds=0.01))
+    while (await ctx.messaging.store.counts()).get("sent", 0) < expected:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    stop.set()
+    await loop
+
+
+async def ours_email(ctx: Context, users: list[str]) -> float:
+    """Render, store and deliver every user's email; messages per second, end to end."""
+    composer = ctx.messaging.composer
+    started = time.perf_counter()
+    stop = asyncio.Event()
+    loop = asyncio.create_task(ctx.messaging.sender.run("bench", stop, idle_seconds=0.01))
+    for start in range(0, len(users), 250):
+        recipients = await load_recipients(ctx.engine, ctx.cipher, users[start : start + 250])
+        batch = []
+        for r in recipients:
+            key = f"bench:{r.user_id}"
+            rendered = await composer.for_user(r, "recommended_for_you", "email", key=key, recommendations=6)
+            batch.append(NewDelivery(key, "campaign", "email", rendered.payload, user_id=r.user_id))
+        await ctx.messaging.store.add_many(batch)
+        await asyncio.sleep(0)
+    while (await ctx.messaging.store.counts()).get("sent", 0) < len(users):  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await loop
+    return len(users) / elapsed
+
+
+async def ours_posts(ctx: Context, count: int) -> float:
+    started = time.perf_counter()
+    await ctx.messaging.store.add_many(
+        NewDelivery(f"post:{n}", "social", "x", {"text": f"New in the shop, number {n}"})
+        for n in range(count)
+    )
+    await deliver_all(ctx, count)
+    return count / (time.perf_counter() - started)
+
+
+async def bare_aiohttp(url: str, count: int) -> float:
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        slots = asyncio.Semaphore(64)
+
+        async def post(n: int) -> None:
+            async with slots, session.post(url, json={"text": f"New in the shop, number {n}"}) as r:
+                await r.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(post(n) for n in range(count)))
+        return count / (time.perf_counter() - started)
+
+
+async def bare_httpx(url: str, count: int) -> float:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(limits=limits) as client:
+        slots = asyncio.Semaphore(64)
+
+        async def post(n: int) -> None:
+            async with slots:
+                await client.post(url, json={"text": f"New in the shop, number {n}"})
+
+        started = time.perf_counter()
+        await asyncio.gather(*(post(n) for n in range(count)))
+        return count / (time.perf_counter() - started)
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float, str, float]]:
+    smtp_port, x_port = free_port(), free_port()
+    database = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    upgrade(database)
+    env = {
+        "SHOPCAST_DATABASE_URL": database,
+        "SHOPCAST_DATA_DIR": str(workdir / "var"),
+        "SHOPCAST_SECRET_KEY": "bench-secret",
+        "SHOPCAST_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}?starttls=0&pool={args.connections}",
+        "SHOPCAST_SEND_CONCURRENCY": str(max(args.connections, 64)),
+        "SHOPCAST_X_TOKEN": "bench",
+        "SHOPCAST_X_API_URL": f"http://127.0.0.1:{x_port}",
+        "SHOPCAST_LOG_LEVEL": "WARNING",
+    }
+    settings = load_settings(env)
+    app = create_app(settings)
+    app.state.ctx = ctx = Context.create(settings)
+    rows = []
+    try:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+            key = await ctx.keys.create("bench", "admin")
+            print("preparing the shop and its model", file=sys.stderr)
+            await build_shop(client, {"Authorization": f"Bearer {key.secret}"}, args.emails)
+        await train_and_publish(ctx, None, TrainConfig(seed=1, threads=1, max_eval_users=500))
+        await ctx.serving.refresh()
+        users = [f"u{n}" for n in range(args.emails)]
+        sink = [
+            sys.executable,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"127.0.0.1:{smtp_port}",
+            "-c",
+            "aiosmtpd.handlers.Sink",
+        ]
+        with server(sink, smtp_port), server([sys.executable, "-c", X_API, str(x_port)], x_port):
+            print("emails", file=sys.stderr)
+            recipients = await load_recipients(ctx.engine, ctx.cipher, users)
+            rendered = []
+            started = time.perf_counter()
+            for r in recipients:
+                out = await ctx.messaging.composer.for_user(
+                    r, "recommended_for_you", "email", key=f"pre:{r.user_id}", recommendations=6
+                )
+                rendered.append((out.payload["to"], out.payload["raw"].encode()))
+            render_rate = len(rendered) / (time.perf_counter() - started)
+            bare = await bare_smtp(smtp_port, rendered, args.connections)
+            ours = await ours_email(ctx, users)
+            size = int(np.mean([len(raw) for _, raw in rendered]))
+            rows.append(
+                (
+                    f"emails, 6 items ({size:,} B), {args.connections} connections",
+                    ours,
+                    "bare aiosmtplib",
+                    bare,
+                )
+            )
+            rows.append(("  of which: render + MIME alone", render_rate, "", 0.0))
+            print("posts", file=sys.stderr)
+            url = f"http://127.0.0.1:{x_port}/2/tweets"
+            aio = await bare_aiohttp(url, args.posts)
+            hx = await bare_httpx(url, args.posts)
+            posts = await ours_posts(ctx, args.posts)
+            best, name = max((aio, "bare aiohttp"), (hx, "bare httpx"))
+            rows.append(("social posts (X API shape), 64 connections", posts, name, best))
+            rows.append(("", 0.0, "bare httpx" if name == "bare aiohttp" else "bare aiohttp", min(aio, hx)))
+    finally:
+        await ctx.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--emails", type=int, default=2_000)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--posts", type=int, default=3_000)
+    args = parser.parse_args()
+    os.environ.setdefault("SHOPCAST_LOG_LEVEL", "WARNING")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = asyncio.run(run(args, Path(tmp)))
+    print(f"\n{'what':<48} {'ours /s':>9}   {'baseline':<16} {'/s':>9} {'ours vs base':>12}")
+    for what, ours, base_name, base in rows:
+        ratio = f"{ours / base:.0%}" if ours and base else ""
+        ours_text = f"{ours:,.0f}" if ours else ""
+        base_text = f"{base:,.0f}" if base else ""
+        print(f"{what:<48} {ours_text:>9}   {base_name:<16} {base_text:>9} {ratio:>12}")
+
+
+if __name__ == "__main__":
+    main()
