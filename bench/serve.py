@@ -242,8 +242,9 @@ def post_fresh_events(base: str, key: str, users: list[int], n_items: int) -> No
         assert response.json()["rejected"] == 0, response.text
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN)
+async def _admin(sql: str, database: str | None = None) -> None:
+    url = PG_ADMIN if database is None else f"{PG_ADMIN.rsplit('/', 1)[0]}/{database}"
+    conn = await asyncpg.connect(url)
     try:
         await conn.execute(sql)
     finally:
@@ -336,6 +337,8 @@ def bench(workdir: Path, args: argparse.Namespace) -> list[tuple[str, dict[str, 
         state["key"] = prepare(workdir, env, args, rng)
         state_file.write_text(json.dumps(state))
     key = state["key"]
+    # the model was trained from a file: stored events are the fresh ones of an earlier run
+    asyncio.run(_admin("DELETE FROM events", state["database"]))
     (workdir / "bare_app.py").write_text(BARE_APP)
     users = np.random.default_rng(11).permutation(args.users)  # the same groups on every run
     split = min(FRESH_USERS, args.users // 3)

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.cpu.topk import topk
-from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+from threadpoolctl import ThreadpoolController  # scikit-learn's own dependency
 
 from models.base import Interactions, Recommender, ranked, top_k
+
+_THREADPOOLS: ThreadpoolController | None = None
+
+
+def one_blas_thread() -> Any:
+    """BLAS held to one thread; the libraries are looked up once per process (a lookup costs ms)."""
+    global _THREADPOOLS
+    if _THREADPOOLS is None:
+        _THREADPOOLS = ThreadpoolController()
+    return _THREADPOOLS.limit(limits=1, user_api="blas")
 
 
 def _seed(random_state: int | None) -> int | None:
@@ -43,10 +55,9 @@ class _Factors(Recommender):
         vectors = self._user_vectors(np.asarray(users, dtype=np.int64), history)
         seen = sp.csr_matrix(history, dtype=np.float32) if exclude_seen else None
         n = min(n, self.n_items_)
-        with threadpool_limits(1, "blas"):
-            items, scores = topk(
-                self.item_factors_, vectors, n, filter_query_items=seen, num_threads=self.num_threads
-            )
+        with one_blas_thread():
+            threads = 1 if len(vectors) < 64 else self.num_threads  # a thread pool per call costs more
+            items, scores = topk(self.item_factors_, vectors, n, filter_query_items=seen, num_threads=threads)
         return ranked(items, scores)
 
     def score_pairs(self, users: np.ndarray, history: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
@@ -78,6 +89,7 @@ class ALS(_Factors):
     """Implicit-feedback ALS (Hu, Koren, Volinsky): confidence 1 + alpha * weight."""
 
     name = "als"
+    _gram: np.ndarray | None = None  # YᵀY + λI for fold-in, computed on first use
 
     def __init__(
         self,
@@ -106,7 +118,7 @@ class ALS(_Factors):
         return self
 
     def _run(self, data: Interactions, iterations: int, previous: ALS | None) -> None:
-        with threadpool_limits(1, "blas"):  # implicit parallelizes itself; BLAS threads would fight it
+        with one_blas_thread():  # implicit parallelizes itself; BLAS threads would fight it
             model = AlternatingLeastSquares(
                 factors=self.factors,
                 regularization=self.regularization,
@@ -121,6 +133,7 @@ class ALS(_Factors):
             model.fit(data.matrix, show_progress=False)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self._gram = None  # fold-in's YᵀY belongs to the old factors
 
     def _user_vectors(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         vectors = super()._user_vectors(users, history)
@@ -129,12 +142,20 @@ class ALS(_Factors):
             vectors[unseen] = self.fold_in(history[unseen])
         return vectors
 
+    def _fold_in_base(self) -> np.ndarray:
+        """YᵀY + λI, the same for every user: computed once per fitted (or loaded) model."""
+        cached = self._gram
+        if cached is None:
+            factors = np.asarray(self.item_factors_, dtype=np.float64)
+            cached = factors.T @ factors + self.regularization * np.eye(factors.shape[1])
+            self._gram = cached
+        return cached
+
     def fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         """User factors from weighted histories alone, with item factors fixed (one ALS half-step)."""
         self._check_fitted()
-        item_factors = self.item_factors_.astype(np.float64)
-        gram = item_factors.T @ item_factors
-        regular = self.regularization * np.eye(item_factors.shape[1])
+        item_factors = self.item_factors_
+        base = self._fold_in_base()
         history = sp.csr_matrix(history)
         out = np.zeros((history.shape[0], item_factors.shape[1]), dtype=np.float32)
         for row in range(history.shape[0]):
@@ -143,8 +164,8 @@ class ALS(_Factors):
                 continue
             items = history.indices[start:end]
             confidence = self.alpha * history.data[start:end].astype(np.float64)
-            factors = item_factors[items]
-            lhs = gram + (factors.T * confidence) @ factors + regular
+            factors = item_factors[items].astype(np.float64)
+            lhs = base + (factors.T * confidence) @ factors
             rhs = (factors.T * (1.0 + confidence)).sum(axis=1)
             out[row] = np.linalg.solve(lhs, rhs)
         return out

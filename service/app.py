@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 
 from service import __version__
 from service.catalog.controllers import ItemsController
@@ -19,7 +19,7 @@ from service.context import Context
 from service.errors import exception_handlers
 from service.ingest.controllers import EventsController
 from service.messaging.controllers import MESSAGING_CONTROLLERS
-from service.ops.access_log import AccessLogMiddleware
+from service.ops.access_log import observe_requests
 from service.ops.health import HealthController
 from service.ops.logs import configure_logging
 from service.security.guard import require_key
@@ -68,16 +68,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await app.state.ctx.close()
 
-    prometheus = PrometheusConfig(
-        app_name="shopcast", prefix="shopcast", group_path=True, exclude_unhandled_paths=True
-    )
-    api = Router("/v1", route_handlers=API_CONTROLLERS, guards=[require_key], security=[{"bearer": []}])
+    api = Router("/v1", route_handlers=API_CONTROLLERS, middleware=[require_key], security=[{"bearer": []}])
     return Litestar(
         route_handlers=[api, HealthController, MetricsController, LinksController],
         dependencies={"ctx": Provide(provide_context, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
-        middleware=[AccessLogMiddleware(), prometheus.middleware],
+        middleware=[observe_requests],
         request_max_body_size=settings.api.max_body_bytes,
         logging_config=None,
         openapi_config=OpenAPIConfig(

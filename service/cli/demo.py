@@ -13,6 +13,7 @@ from service.cli.importing import describe, import_file
 from service.cli.serve import serve
 from service.cli.training import config_from, print_table, results_table, train_with_progress
 from service.context import Context
+from service.errors import ShopcastError
 from service.retraining import registry_for
 from service.serving.answers import Filters
 from service.storage.tables import events
@@ -43,6 +44,7 @@ async def load_sample(ctx: Context) -> str:
     else:
         say(f"model {current.version} is served (retrain with `shopcast train`)")
     await show_recommendations(ctx)
+    await write_sample_email(ctx)
     new = await ctx.keys.create("demo", DEMO_SCOPES)
     return new.secret
 
@@ -69,6 +71,32 @@ async def show_recommendations(ctx: Context, users: int = 3, n: int = 5) -> None
             say(f"  - {pick.item.title} (#{pick.item.item_id})  [{pick.source}]")
 
 
+async def write_sample_email(ctx: Context) -> None:
+    """One personalized "recommended for you" email for a sample user, sent to the outbox."""
+    model = ctx.serving.model
+    if model is None:
+        return
+    for row in np.argsort(-np.diff(model.purchased.indptr), kind="stable")[:20].tolist():
+        buyer = str(model.bundle.user_ids[row])
+        try:
+            delivery, _ = await ctx.messaging.send(
+                f"demo-{buyer}-{model.version}",
+                buyer,
+                "email",
+                "recommended_for_you",
+                item_ids=[],
+                recommendations=6,
+                body={"demo": buyer, "model": model.version},
+            )
+        except ShopcastError:  # no address, or no consent: the next best customer
+            continue
+        break
+    else:
+        return
+    where = delivery.provider_id if delivery.status == "sent" else f"{delivery.status}: {delivery.error}"
+    say(f"\na personalized email for user {buyer} ({delivery.channel}): {where}")
+
+
 def _instructions(key: str, base: str) -> str:
     return f"""
 shopcast demo is ready: the Complete Journey sample shop (CC0) is imported.
@@ -86,6 +114,8 @@ shopcast demo is ready: the Complete Journey sample shop (CC0) is imported.
     curl -s -X POST {base}/v1/events -H "Authorization: Bearer $KEY" \\
          -H 'Content-Type: application/json' \\
          -d '{{"user_id":"1","item_id":"1082185","event":"view","timestamp":"2026-01-01T10:00:00Z"}}'
+    curl -s -X POST {base}/v1/messages/preview -H "Authorization: Bearer $KEY" \
+         -H 'Content-Type: application/json' -d '{{"user_id":"1","template":"recommended_for_you"}}'
     curl -s {base}/health/ready
 
   OpenAPI: {base}/schema    Metrics: {base}/metrics

@@ -1,20 +1,40 @@
-"""An access log line per request: method, route template (never the raw path), status, time."""
+"""Per request, once: Prometheus metrics and an access log line, labelled by route template.
+
+One plain ASGI wrapper does both, because on the recommendation hot path each middleware layer
+costs a measurable share of the request (bench/serve.py). Labels and log lines carry the route
+template (`/v1/users/{user_id}/recommendations`), never the raw path, so no id reaches them.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 
-from litestar.middleware import ASGIMiddleware
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import Counter, Histogram
 
 log = logging.getLogger("shopcast.access")
 
+REQUESTS = Counter(
+    "shopcast_requests_total", "HTTP requests by route template and status", ["method", "path", "status_code"]
+)
+DURATION = Histogram(
+    "shopcast_request_duration_seconds",
+    "HTTP request duration by route template",
+    ["method", "path"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+UNMATCHED = "<unmatched>"
 
-class AccessLogMiddleware(ASGIMiddleware):
-    scopes = ("http",)  # type: ignore[assignment]
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+def observe_requests(app: ASGIApp) -> ASGIApp:
+    """Wrap `app` (a route handler's ASGI app, so the route is known) with metrics and logging."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
 
@@ -25,14 +45,22 @@ class AccessLogMiddleware(ASGIMiddleware):
             await send(message)
 
         try:
-            await next_app(scope, receive, send_wrapper)
+            await app(scope, receive, send_wrapper)
         finally:
-            log.info(
-                "request",
-                extra={
-                    "method": scope.get("method"),
-                    "route": scope.get("path_template", "<unmatched>"),
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            elapsed = time.perf_counter() - started
+            method, route = scope.get("method", ""), scope.get("path_template", UNMATCHED)
+            if route != "/metrics":
+                REQUESTS.labels(method, route, str(status)).inc()
+                DURATION.labels(method, route).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
+
+    return middleware

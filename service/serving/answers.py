@@ -10,6 +10,7 @@ is filled from trending when the model has too few.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from models.blend import MODES
 from service.serving.catalog_view import ItemInfo
 from service.serving.fresh import FreshEvent
 from service.serving.model import Ranked, ServingModel
@@ -24,7 +26,10 @@ from service.serving.state import ServingState
 
 EXCLUDES = ("purchased", "interacted", "none")
 LIVE_CANDIDATES = 100
-LIVE_CACHE_USERS = 10_000
+LIVE_CACHE_USERS = 60_000  # (user, mode) rankings with fresh events, about 1 KB each
+FRESH_BATCH = 256  # users the batch ranker takes at a time
+FRESH_CANDIDATES = 50
+RANK_NOW_BACKLOG = 64  # more users than this waiting for the batch ranker: do not rank on request
 DEFAULT_WINDOW = "7d"
 
 
@@ -63,6 +68,7 @@ class Answer:
 class Answers:
     def __init__(self, state: ServingState) -> None:
         self.state = state
+        state.rank_pending = self.rank_pending
         self._live: OrderedDict[tuple[str, str, str, int], Ranked] = OrderedDict()
 
     # -- users ---------------------------------------------------------------------------------
@@ -77,15 +83,14 @@ class Answers:
         row = model.user_row.get(user_id)
         filters.excluded |= self._exclusions(model, row, fresh, exclude)
         if fresh:
-            ranked = self._live_ranking(model, user_id, row, fresh, mode)
-            strategy = "fresh"
+            ranked, strategy = self._fresh_ranking(model, user_id, row, fresh, mode)
         elif row is not None and model.precomputed:
             ranked, strategy = model.candidates(row, mode), "model"
         elif row is not None:
             ranked, strategy = model.rank_live(model.history_row(row), mode, LIVE_CANDIDATES), "model"
         else:
             return self._finish([], n, filters, "cold_start")
-        return self._finish(self._picks(model, ranked, filters), n, filters, strategy)
+        return self._finish(self._picks(model, ranked, filters, n), n, filters, strategy)
 
     def for_session(self, events: list[tuple[str, str]], n: int, filters: Filters, exclude: str) -> Answer:
         """An anonymous visitor: rank from the items (and event types) of this session."""
@@ -101,7 +106,7 @@ class Answers:
             return self._finish([], n, filters, "cold_start")
         mode = "discover" if exclude == "interacted" else "all"
         ranked = model.rank_live(history, mode, LIVE_CANDIDATES)
-        return self._finish(self._picks(model, ranked, filters), n, filters, "session")
+        return self._finish(self._picks(model, ranked, filters, n), n, filters, "session")
 
     def buy_again(self, user_id: str, n: int, filters: Filters) -> Answer:
         """The user's purchases, ranked by how likely a repeat is now (recency, frequency)."""
@@ -153,8 +158,52 @@ class Answers:
         if row is None or exclude == "none":
             return out
         matrix = model.purchased if exclude == "purchased" else model.history
-        out.update(model.item_ids[i] for i in matrix[row].indices.tolist())
+        columns = matrix.indices[matrix.indptr[row] : matrix.indptr[row + 1]]  # no scipy row object
+        out.update(model.item_ids[i] for i in columns.tolist())
         return out
+
+    def _fresh_ranking(
+        self, model: ServingModel, user_id: str, row: int | None, fresh: list[FreshEvent], mode: str
+    ) -> tuple[Ranked, str]:
+        """Ranked with the fresh events: from the batch ranker's cache, else now, unless a burst
+        of fresh users is queued; then the precomputed ranking answers (the exclusions already
+        hold what was just bought) until the batch ranker reaches this user, within seconds."""
+        cached = self._live.get((model.version, user_id, mode, len(fresh)))
+        if cached is not None:
+            return cached, "fresh"
+        if row is not None and model.precomputed and len(self.state.fresh.pending) > RANK_NOW_BACKLOG:
+            return model.candidates(row, mode), "model"
+        return self._live_ranking(model, user_id, row, fresh, mode), "fresh"
+
+    async def rank_pending(self, batch: int = FRESH_BATCH) -> int:
+        """Rank a batch of users with fresh events, in both modes, off the event loop; how many."""
+        model = self.state.model
+        fresh = self.state.fresh
+        if model is None:
+            fresh.pending.clear()
+            return 0
+        users = fresh.take_pending(batch)
+        if not users:
+            return 0
+        jobs = [(user, list(fresh.for_user(user))) for user in users]
+
+        def rank() -> dict[str, list[Ranked]]:
+            histories = sp.vstack(
+                [_history(model, model.user_row.get(u), ev) for u, ev in jobs], format="csr"
+            )
+            return {mode: model.rank_many(histories, mode, FRESH_CANDIDATES) for mode in MODES}
+
+        ranked = await asyncio.to_thread(rank)
+        for mode, found in ranked.items():
+            for (user, events), one in zip(jobs, found, strict=True):
+                self._remember((model.version, user, mode, len(events)), one)
+        return len(users)
+
+    def _remember(self, key: tuple[str, str, str, int], ranked: Ranked) -> None:
+        self._live[key] = ranked
+        self._live.move_to_end(key)
+        if len(self._live) > LIVE_CACHE_USERS:
+            self._live.popitem(last=False)
 
     def _live_ranking(
         self, model: ServingModel, user_id: str, row: int | None, fresh: list[FreshEvent], mode: str
@@ -165,14 +214,14 @@ class Answers:
             self._live.move_to_end(key)
             return cached
         ranked = model.rank_live(_history(model, row, fresh), mode, LIVE_CANDIDATES)
-        self._live[key] = ranked
-        if len(self._live) > LIVE_CACHE_USERS:
-            self._live.popitem(last=False)
+        self._remember(key, ranked)
         return ranked
 
-    def _picks(self, model: ServingModel, ranked: Ranked, filters: Filters) -> list[Pick]:
+    def _picks(self, model: ServingModel, ranked: Ranked, filters: Filters, n: int = 1_000) -> list[Pick]:
+        """The ranked items that pass the filters, at most as many as `_finish` can use."""
         ids = (model.item_ids[row] for row in ranked.rows.tolist())
-        return self._from_ids(zip(ids, ranked.scores.tolist(), ranked.sources, strict=False), filters)
+        limit = n + len(self.state.rules.pinned(filters.channel))  # pinned items may repeat picks
+        return self._from_ids(zip(ids, ranked.scores.tolist(), ranked.sources, strict=False), filters, limit)
 
     def _from_ids(
         self, ranked: Iterable[tuple[str, float, str]], filters: Filters, limit: int = 1_000

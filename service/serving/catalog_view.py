@@ -8,7 +8,7 @@ process that wrote an item refreshes at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -61,10 +61,17 @@ class CatalogView:
         return self.items.get(item_id)
 
     async def refresh(self, engine: AsyncEngine) -> int:
-        """Load items changed since the last refresh (all of them the first time); returns how many."""
+        """Load items changed since the last refresh (all of them the first time); returns how many.
+
+        Each poll reads what changed since a few seconds before the previous poll began (by this
+        process's clock), a margin for writers whose clocks run a little behind or whose
+        transactions commit late. Basing the cursor on the newest `updated_at` instead would
+        re-read a whole bulk import, stamped within seconds, on every poll.
+        """
+        started = datetime.now(UTC)
         query = select(*COLUMNS)
-        if self._since is not None:  # a margin for clocks of other writers that run a little behind
-            query = query.where(items.c.updated_at >= self._since - CLOCK_MARGIN)
+        if self._since is not None:
+            query = query.where(items.c.updated_at >= self._since)
         changed = 0
         async with engine.connect() as conn:
             result = await conn.stream(query)
@@ -81,7 +88,6 @@ class CatalogView:
                     channel_availability=dict(row.channel_availability or {}),
                     stock=row.stock,
                 )
-                if self._since is None or row.updated_at > self._since:
-                    self._since = row.updated_at
                 changed += 1
+        self._since = started - CLOCK_MARGIN
         return changed

@@ -6,7 +6,8 @@ version and a recommendation id that storefronts send back with clicks.
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
 from typing import Annotated, Literal
 
 import msgspec
@@ -29,6 +30,27 @@ Exclude = Annotated[
 Window = Annotated[Literal["1h", "24h", "7d", "30d"], Parameter(description="trending over this window")]
 EntityId = Annotated[str, Parameter(min_length=1, max_length=128, pattern=ID_PATTERN)]
 RECS = {"scopes": ("recs:read",)}
+
+
+class _Ids:
+    """Recommendation ids: a random prefix per process and a counter (no syscall per id)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix, self.counter = os.urandom(8).hex(), itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_IDS = _Ids()
+os.register_at_fork(after_in_child=_IDS.reset)  # worker processes forked after import get their own
+
+
+def recommendation_id() -> str:
+    return _IDS.next()
 
 
 class RecommendedItem(msgspec.Struct):
@@ -106,7 +128,7 @@ def _filters(
 
 
 def _body(answer: Answer, n: int) -> Recommendations:
-    return Recommendations(_items(answer, n), answer.model_version, uuid.uuid4().hex, answer.strategy)
+    return Recommendations(_items(answer, n), answer.model_version, recommendation_id(), answer.strategy)
 
 
 def _items(answer: Answer, n: int) -> list[RecommendedItem]:
@@ -128,7 +150,7 @@ def _items(answer: Answer, n: int) -> list[RecommendedItem]:
 def _for_user(ctx: Context, user_id: str, n: int, filters: Filters, exclude: str) -> UserRecommendations:
     answer = ctx.answers.for_user(user_id, n, filters, exclude)
     return UserRecommendations(
-        _items(answer, n), answer.model_version, uuid.uuid4().hex, answer.strategy, user_id=user_id
+        _items(answer, n), answer.model_version, recommendation_id(), answer.strategy, user_id=user_id
     )
 
 

@@ -9,6 +9,7 @@ cursor and deduplicated, as concurrent transactions on PostgreSQL can commit ids
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ class FreshEvents:
         self._cursor: int | None = None
         self._floor = 0  # ids up to here were judged by the first read (by time)
         self._after = 0.0
+        self.pending: dict[str, None] = {}  # users with events not ranked yet, oldest first
 
     def for_user(self, user_id: str) -> list[FreshEvent]:
         return self.by_user.get(user_id, [])
@@ -48,6 +50,7 @@ class FreshEvents:
     def reset(self, after: float) -> None:
         """Forget everything: the next refresh reads events after `after` (a new model's window end)."""
         self.by_user, self._seen, self._cursor, self._floor, self._after = {}, set(), None, 0, after
+        self.pending = {}
 
     async def refresh(self, engine: AsyncEngine) -> int:
         """Read events stored since the last refresh; returns how many were new."""
@@ -88,9 +91,18 @@ class FreshEvents:
             self.by_user.setdefault(row.user_id, []).append(
                 FreshEvent(row.id, row.item_id, row.event, row.occurred_at.timestamp())
             )
+            self.pending.pop(row.user_id, None)
+            self.pending[row.user_id] = None
             self._cursor = max(self._cursor or 0, row.id)
             added += 1
         return added
+
+    def take_pending(self, limit: int) -> list[str]:
+        """Up to `limit` users whose newest events have not been ranked, oldest first."""
+        taken = list(itertools.islice(self.pending, limit))
+        for user in taken:
+            del self.pending[user]
+        return taken
 
     def _trim(self) -> None:
         if len(self._seen) <= self.max_events:

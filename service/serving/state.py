@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -52,6 +53,7 @@ class ServingState:
         self._ready = False
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self.rank_pending: Callable[[], Awaitable[int]] | None = None  # set by Answers
 
     @property
     def event_weights(self) -> dict[str, float]:
@@ -65,6 +67,7 @@ class ServingState:
             if not self._ready:
                 await self.refresh()
                 self._ready = True
+                settle_memory()
 
     async def refresh(self) -> None:
         """Bring every part up to date now (start-up, tests)."""
@@ -112,6 +115,7 @@ class ServingState:
         self.fresh.reset(after=model.window_end)
         self.model, self.model_error = model, None
         await self.fresh.refresh(self.engine)
+        settle_memory()
         log.info("serving model version %s", model.version)
         return True
 
@@ -134,6 +138,7 @@ class ServingState:
             asyncio.create_task(self._every(every.rules_poll_seconds, self._rules, "rules")),
             asyncio.create_task(self._every(every.trending_refresh_seconds, self._trending, "trending")),
             asyncio.create_task(self._listen_for_models()),
+            asyncio.create_task(self._every(0.1, self._rank_fresh, "fresh rankings")),
         ]
 
     async def stop(self) -> None:
@@ -146,6 +151,11 @@ class ServingState:
 
     async def _fresh(self) -> None:
         await self.fresh.refresh(self.engine)
+
+    async def _rank_fresh(self) -> None:
+        """Rank users with fresh events in batches until none is waiting."""
+        while self.rank_pending is not None and await self.rank_pending():
+            pass
 
     async def _catalog(self) -> None:
         await self.catalog.refresh(self.engine)
@@ -191,6 +201,17 @@ class ServingState:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+
+
+def settle_memory() -> None:
+    """Move what is loaded now (id maps, catalog: millions of objects) out of the collector's way.
+
+    A full collection would otherwise walk them all, a pause of tens of milliseconds in the
+    middle of requests. Frozen objects are still freed by reference counting when dropped (a
+    swapped-out model); only reference cycles among them wait for the next unfreeze.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _subscribe(client: Redis) -> PubSub:
