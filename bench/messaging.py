@@ -7,8 +7,10 @@ SQLite database, then:
 
 - emails: each user's "recommended for you" email with 6 recommended items is rendered, stored
   as a delivery row and sent by the delivery loop over `--connections` pooled SMTP connections
-  to an aiosmtpd sink in its own process; beside it, bare aiosmtplib sends the same
-  pre-rendered messages over the same number of connections to the same server;
+  to an aiosmtpd server in its own process; beside it, bare aiosmtplib sends the same
+  pre-rendered messages over the same number of connections to the same server. Twice: to a
+  server that discards what it gets (the cheapest receiver, so the strictest baseline) and to
+  one that reads and prints every message (aiosmtpd's Debugging handler, to /dev/null);
 - posts: social posts stored and delivered by the same loop to a local X-shaped HTTP API (its
   own process), beside bare aiohttp and bare httpx posting the same JSON with 64 connections.
 
@@ -36,6 +38,7 @@ import numpy as np
 
 from service.app import create_app
 from service.context import Context
+from service.messaging.channels.smtp import SmtpChannel, SmtpConfig
 from service.messaging.compose import load_recipients
 from service.messaging.deliveries import NewDelivery
 from service.retraining import train_and_publish
@@ -146,18 +149,20 @@ async def bare_smtp(port: int, messages: list[tuple[str, bytes]], connections: i
     return len(messages) / (time.perf_counter() - started)
 
 
-async def deliver_all(ctx: Context, expected: int) -> None:
+async def deliver_all(ctx: Context, goal: int) -> None:
+    """Run the delivery loop until `goal` messages in all are sent."""
     stop = asyncio.Event()
     loop = asyncio.create_task(ctx.messaging.sender.run("bench", stop, idle_seconds=0.01))
-    while (await ctx.messaging.store.counts()).get("sent", 0) < expected:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
+    while (await ctx.messaging.store.counts()).get("sent", 0) < goal:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
     stop.set()
     await loop
 
 
-async def ours_email(ctx: Context, users: list[str]) -> float:
+async def ours_email(ctx: Context, users: list[str], run: str) -> float:
     """Render, store and deliver every user's email; messages per second, end to end."""
     composer = ctx.messaging.composer
+    goal = (await ctx.messaging.store.counts()).get("sent", 0) + len(users)
     started = time.perf_counter()
     stop = asyncio.Event()
     loop = asyncio.create_task(ctx.messaging.sender.run("bench", stop, idle_seconds=0.01))
@@ -165,12 +170,12 @@ async def ours_email(ctx: Context, users: list[str]) -> float:
         recipients = await load_recipients(ctx.engine, ctx.cipher, users[start : start + 250])
         batch = []
         for r in recipients:
-            key = f"bench:{r.user_id}"
+            key = f"bench:{run}:{r.user_id}"
             rendered = await composer.for_user(r, "recommended_for_you", "email", key=key, recommendations=6)
             batch.append(NewDelivery(key, "campaign", "email", rendered.payload, user_id=r.user_id))
         await ctx.messaging.store.add_many(batch)
         await asyncio.sleep(0)
-    while (await ctx.messaging.store.counts()).get("sent", 0) < len(users):  # noqa: ASYNC110
+    while (await ctx.messaging.store.counts()).get("sent", 0) < goal:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - started
     stop.set()
@@ -179,12 +184,13 @@ async def ours_email(ctx: Context, users: list[str]) -> float:
 
 
 async def ours_posts(ctx: Context, count: int) -> float:
+    goal = (await ctx.messaging.store.counts()).get("sent", 0) + count
     started = time.perf_counter()
     await ctx.messaging.store.add_many(
         NewDelivery(f"post:{n}", "social", "x", {"text": f"New in the shop, number {n}"})
         for n in range(count)
     )
-    await deliver_all(ctx, count)
+    await deliver_all(ctx, goal)
     return count / (time.perf_counter() - started)
 
 
@@ -219,7 +225,6 @@ async def bare_httpx(url: str, count: int) -> float:
 async def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float, str, float]]:
     smtp_port, x_port = free_port(), free_port()
     database = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    upgrade(database)
     env = {
         "SHOPCAST_DATABASE_URL": database,
         "SHOPCAST_DATA_DIR": str(workdir / "var"),
@@ -243,18 +248,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float,
         await train_and_publish(ctx, None, TrainConfig(seed=1, threads=1, max_eval_users=500))
         await ctx.serving.refresh()
         users = [f"u{n}" for n in range(args.emails)]
-        sink = [
-            sys.executable,
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            f"127.0.0.1:{smtp_port}",
-            "-c",
-            "aiosmtpd.handlers.Sink",
-        ]
-        with server(sink, smtp_port), server([sys.executable, "-c", X_API, str(x_port)], x_port):
-            print("emails", file=sys.stderr)
+        servers = {  # the cheapest receiver (discards), and one that reads every message
+            "sink": (smtp_port, "aiosmtpd.handlers.Sink"),
+            "debugging": (free_port(), "aiosmtpd.handlers.Debugging"),
+        }
+        x_api = [sys.executable, "-c", X_API, str(x_port)]
+        with server(x_api, x_port):
             recipients = await load_recipients(ctx.engine, ctx.cipher, users)
             rendered = []
             started = time.perf_counter()
@@ -264,17 +263,18 @@ async def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float,
                 )
                 rendered.append((out.payload["to"], out.payload["raw"].encode()))
             render_rate = len(rendered) / (time.perf_counter() - started)
-            bare = await bare_smtp(smtp_port, rendered, args.connections)
-            ours = await ours_email(ctx, users)
             size = int(np.mean([len(raw) for _, raw in rendered]))
-            rows.append(
-                (
-                    f"emails, 6 items ({size:,} B), {args.connections} connections",
-                    ours,
-                    "bare aiosmtplib",
-                    bare,
-                )
-            )
+            for label, (port, handler) in servers.items():
+                print(f"emails to an aiosmtpd {label} server", file=sys.stderr)
+                command = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c", handler]
+                with server(command, port):
+                    url = f"smtp://127.0.0.1:{port}?starttls=0&pool={args.connections}"
+                    ctx.messaging.channels["email"] = SmtpChannel(SmtpConfig.from_url(url))
+                    bare = await bare_smtp(port, rendered, args.connections)
+                    ours = await ours_email(ctx, users, label)
+                    await ctx.messaging.channels["email"].close()
+                what = f"emails ({size:,} B, 6 items) to {label}, {args.connections} conn."
+                rows.append((what, ours, "bare aiosmtplib", bare))
             rows.append(("  of which: render + MIME alone", render_rate, "", 0.0))
             print("posts", file=sys.stderr)
             url = f"http://127.0.0.1:{x_port}/2/tweets"
@@ -299,6 +299,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("SHOPCAST_LOG_LEVEL", "WARNING")
     with tempfile.TemporaryDirectory() as tmp:
+        upgrade(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}")
         rows = asyncio.run(run(args, Path(tmp)))
     print(f"\n{'what':<48} {'ours /s':>9}   {'baseline':<16} {'/s':>9} {'ours vs base':>12}")
     for what, ours, base_name, base in rows:

@@ -31,6 +31,7 @@ from service.settings import Settings, load_settings
 from service.storage.engine import create_engine
 from service.storage.migrate import upgrade
 from service.storage.tables import metadata
+from tests.fakes import FakeProviders, FakeSmtp
 
 REQUIRE_SERVICES = os.environ.get("SHOPCAST_REQUIRE_SERVICES") == "1"
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -182,6 +183,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp() -> Iterator[FakeSmtp]:
+    """A real SMTP server on loopback (aiosmtpd) whose answers a test can script."""
+    server = FakeSmtp(free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def providers() -> AsyncIterator[FakeProviders]:
+    """Local servers shaped like FCM, X, Weibo, WeChat, Facebook and a webhook."""
+    fake = await FakeProviders().start()
+    yield fake
+    await fake.stop()
 
 
 @pytest.fixture

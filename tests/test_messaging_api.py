@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from service.app import create_app
 from service.context import Context
 from service.storage.tables import deliveries, events
-from tests.conftest import empty_tables, free_port, make_settings
+from tests.conftest import empty_tables, make_settings
 from tests.fakes import SLOW, Answer, FakeProviders, FakeSmtp
 
 
@@ -31,20 +31,6 @@ class Shop:
     headers: dict[str, str]
     smtp: FakeSmtp
     providers: FakeProviders
-
-
-@pytest.fixture
-def smtp() -> Iterator[FakeSmtp]:
-    server = FakeSmtp(free_port()).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def providers() -> AsyncIterator[FakeProviders]:
-    fake = await FakeProviders().start()
-    yield fake
-    await fake.stop()
 
 
 ITEMS = [

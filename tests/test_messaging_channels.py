@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from email import policy
 from pathlib import Path
 
@@ -19,20 +19,6 @@ from service.messaging.channels.wechat import WeChatChannel
 from service.messaging.email_build import Email, build
 from tests.conftest import free_port
 from tests.fakes import SLOW, Answer, FakeProviders, FakeSmtp
-
-
-@pytest.fixture
-def smtp() -> Iterator[FakeSmtp]:
-    server = FakeSmtp(free_port()).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def providers() -> AsyncIterator[FakeProviders]:
-    fake = await FakeProviders().start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture

@@ -20,15 +20,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.security.crypto import PersonalDataCipher
-from service.storage.tables import deliveries
+from service.storage.tables import UtcDateTime, deliveries
 
 STATUSES = ("pending", "sending", "sent", "failed", "unknown", "cancelled")
 FINAL = ("sent", "failed", "unknown", "cancelled")
+STAMP = UtcDateTime()
 LOST_IN_FLIGHT = "in flight when its worker stopped; it may have gone out, so it is not resent"
 
 
@@ -66,6 +67,17 @@ class Delivery:
     sent_at: datetime | None
     created_at: datetime
     payload: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt leaves in its row."""
+
+    delivery: Delivery
+    status: str
+    error: str | None = None
+    provider_id: str | None = None
+    retry_at: datetime | None = None
 
 
 class DeliveryStore:
@@ -198,33 +210,48 @@ class DeliveryStore:
         retry_at: datetime | None = None,
     ) -> bool:
         """Store one attempt's result; False when the row was no longer this claim's (recovered)."""
+        return await self.record_many([Attempt(d, status, error, provider_id, retry_at)]) == 1
+
+    async def record_many(self, results: Iterable[Attempt]) -> int:
+        """`record` for many attempts in one transaction; how many rows were still these claims'."""
         at = now()
-        values: dict[str, Any] = {
-            "status": status,
-            "updated_at": at,
-            "claimed_by": None,
-            "claimed_until": None,
-        }
-        if error is not None:
-            values["error"] = error[:2000]
-        if provider_id is not None:
-            values["provider_id"] = provider_id[:256]
-        if status == "sent":
-            values["sent_at"] = at
-            values["error"] = None
-        if retry_at is not None:
-            values["next_attempt_at"] = retry_at
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id == d.id,
-                    deliveries.c.status == "sending",
-                    deliveries.c.attempts == d.attempts,
-                )
-                .values(**values)
+        rows = [
+            {
+                "d_id": r.delivery.id,
+                "d_attempts": r.delivery.attempts,
+                "v_status": r.status,
+                "v_error": None if r.error is None else r.error[:2000],
+                "v_provider_id": None if r.provider_id is None else r.provider_id[:256],
+                "v_retry_at": r.retry_at,
+                "v_sent_at": at if r.status == "sent" else None,
+            }
+            for r in results
+        ]
+        if not rows:
+            return 0
+        c = deliveries.c
+        statement = (
+            update(deliveries)
+            .where(c.id == bindparam("d_id"), c.status == "sending", c.attempts == bindparam("d_attempts"))
+            .values(
+                status=bindparam("v_status"),
+                error=bindparam("v_error"),
+                provider_id=func.coalesce(bindparam("v_provider_id"), c.provider_id),
+                next_attempt_at=func.coalesce(
+                    bindparam("v_retry_at", type_=UtcDateTime()), c.next_attempt_at
+                ),
+                sent_at=func.coalesce(bindparam("v_sent_at", type_=UtcDateTime()), c.sent_at),
+                claimed_by=None,
+                claimed_until=None,
+                updated_at=at,
             )
-        return bool(result.rowcount)
+        )
+        async with self.engine.begin() as conn:
+            if len(rows) == 1:
+                result = await conn.execute(statement, rows[0])
+                return int(result.rowcount)
+            result = await conn.execute(statement, rows)
+        return len(rows) if result.rowcount is None or result.rowcount < 0 else int(result.rowcount)
 
     async def recover(self, resend_safe: set[str]) -> dict[str, int]:
         """Expired claims: `unknown`, or pending again on channels where a resend is harmless."""

@@ -9,6 +9,7 @@ Shipped templates (the `templates/` folder) can be extended or included by name.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections import OrderedDict
 from datetime import UTC, date, datetime
@@ -43,6 +44,7 @@ class RenderError(ShopcastError):
         self.line = line
 
 
+@functools.lru_cache(maxsize=256)
 def babel_locale(tag: str | None) -> Locale:
     """The Babel locale for a tag like `zh-CN` or `pt_BR`, or English when unknown."""
     try:
@@ -55,9 +57,14 @@ def babel_locale(tag: str | None) -> Locale:
 def _money(context: jinja2.runtime.Context, value: Any, currency: str | None = None) -> str:
     if value is None or value == "":
         return ""
-    locale = babel_locale(context.get("locale"))
     code = currency or context.get("currency") or "EUR"
-    return str(format_currency(float(value), str(code), locale=locale))
+    return _formatted_money(float(value), str(code), context.get("locale"))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _formatted_money(value: float, currency: str, locale: str | None) -> str:
+    """Cached: a campaign formats the same prices for every recipient (Babel takes ~50 µs each)."""
+    return str(format_currency(value, currency, locale=babel_locale(locale)))
 
 
 @jinja2.pass_context

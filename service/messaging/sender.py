@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from service.messaging.channels import Channel, Envelope, Failed, Outcome, Retry, Sent, Unknown
-from service.messaging.deliveries import Delivery, DeliveryStore, now
+from service.messaging.deliveries import Attempt, Delivery, DeliveryStore, now
 from service.messaging.throttle import Throttle
 from service.settings import MessagingSettings
 
@@ -48,7 +48,13 @@ class Sender:
         self.on_stale_tokens = on_stale_tokens
 
     async def deliver(self, d: Delivery) -> str:
-        """Send one claimed row and record the result; returns its new status."""
+        """Send one claimed row and record the result at once; returns its new status."""
+        result = await self.attempt(d)
+        await self._store([result])
+        return result.status
+
+    async def attempt(self, d: Delivery) -> Attempt:
+        """Send one claimed row; what to record (not yet recorded)."""
         channel = self.channels.get(d.channel)
         if channel is None:
             outcome: Outcome = Failed(f"channel {d.channel!r} is not configured")
@@ -59,9 +65,9 @@ class Sender:
             except Exception as exc:  # a bug or an unexpected library error: keep the row, say what
                 log.exception("channel %s raised while sending delivery %s", d.channel, d.id)
                 outcome = Unknown(f"the {d.channel} channel raised {type(exc).__name__}")
-        return await self._record(d, channel, outcome)
+        return await self._verdict(d, channel, outcome)
 
-    async def _record(self, d: Delivery, channel: Channel | None, outcome: Outcome) -> str:
+    async def _verdict(self, d: Delivery, channel: Channel | None, outcome: Outcome) -> Attempt:
         stale = getattr(outcome, "stale_tokens", ())
         if stale and d.user_id and self.on_stale_tokens is not None:
             await self.on_stale_tokens(d.user_id, stale)
@@ -91,21 +97,40 @@ class Sender:
         else:
             status, error, retry_at = "failed", outcome.reason, None
         provider_id = outcome.provider_id if isinstance(outcome, Sent) else None
-        recorded = await self.store.record(d, status, error=error, provider_id=provider_id, retry_at=retry_at)
-        if not recorded:
-            log.warning("delivery %s was recovered by another worker before its outcome was stored", d.id)
-        return status
+        return Attempt(d, status, error, provider_id, retry_at)
+
+    async def _store(self, results: list[Attempt]) -> None:
+        stored = await self.store.record_many(results)
+        if stored < len(results):
+            log.warning(
+                "%d outcomes arrived after their rows were recovered by another worker", len(results) - stored
+            )
 
     async def deliver_many(self, batch: list[Delivery]) -> dict[str, int]:
-        slots = asyncio.Semaphore(max(1, self.settings.concurrency))
+        """Send a claimed batch with bounded concurrency.
+
+        Outcomes are written in groups (one transaction per `concurrency` outcomes, not one per
+        message), so a worker killed mid-batch leaves at most about twice its concurrency of rows
+        `sending`: those are recovered as `unknown`, never resent.
+        """
+        concurrency = max(1, self.settings.concurrency)
+        slots = asyncio.Semaphore(concurrency)
         counts: dict[str, int] = {}
+        done: list[Attempt] = []
 
         async def one(d: Delivery) -> None:
             async with slots:
-                status = await self.deliver(d)
-            counts[status] = counts.get(status, 0) + 1
+                result = await self.attempt(d)
+            counts[result.status] = counts.get(result.status, 0) + 1
+            done.append(result)
+            if len(done) >= concurrency:
+                flushing = done[:]
+                done.clear()
+                await self._store(flushing)
 
         await asyncio.gather(*(one(d) for d in batch))
+        if done:
+            await self._store(done)
         return counts
 
     async def run_once(self, worker: str, batch_size: int = 200) -> dict[str, int]:

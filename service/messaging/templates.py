@@ -15,6 +15,7 @@ a kind and name shadows the shipped one. The recipient's locale picks the varian
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ FILES = {
 }
 PUSH_FILES = {"body.txt": "body"}
 SHIPPED_DEFAULT_LOCALE = "en"
+CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class TemplateStore:
         self.renderer = renderer
         self.root = root
         self._shipped = load_shipped(root)
+        self._cache: dict[tuple[str, str], tuple[float, list[Any]]] = {}
 
     @property
     def shipped(self) -> dict[tuple[str, str, str], MessageTemplate]:
@@ -149,6 +152,7 @@ class TemplateStore:
                     )
                 except IntegrityError:
                     continue
+            self._cache.pop((kind, name), None)
             return await self.get(kind, name, locale=locale, version=version, exact=True)
         raise Conflict("the template is being saved by someone else; try again")
 
@@ -161,15 +165,13 @@ class TemplateStore:
         version: int | None = None,
         exact: bool = False,
     ) -> MessageTemplate:
-        """The template to render for `locale`: the newest staff version, else the shipped one."""
-        t = message_templates.c
+        """The template to render for `locale`: the newest staff version, else the shipped one.
+
+        Staff versions are read from the store at most every `CACHE_SECONDS` per name (a campaign
+        renders the same template for every recipient); a save in this process is seen at once.
+        """
         wanted = [locale or ""] if exact else [*locale_chain(locale), ""]
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(message_templates).where(t.kind == kind, t.name == name).order_by(t.version.desc())
-                )
-            ).all()
+        rows = await self._rows(kind, name)
         if rows:
             by_locale: dict[str, list[Any]] = {}
             for row in rows:
@@ -185,6 +187,19 @@ class TemplateStore:
             if candidate.lower() in shipped:
                 return shipped[candidate.lower()]
         raise NotFound(f"no {kind} template named {name!r}")
+
+    async def _rows(self, kind: str, name: str) -> list[Any]:
+        cached = self._cache.get((kind, name))
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        t = message_templates.c
+        query = select(message_templates).where(t.kind == kind, t.name == name).order_by(t.version.desc())
+        async with self.engine.connect() as conn:
+            rows = list((await conn.execute(query)).all())
+        if len(self._cache) > 1_000:
+            self._cache.clear()
+        self._cache[(kind, name)] = (time.monotonic() + CACHE_SECONDS, rows)
+        return rows
 
     async def all(self) -> list[MessageTemplate]:
         """The newest version of every staff variant, then the shipped templates they do not shadow."""

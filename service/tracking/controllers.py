@@ -43,32 +43,27 @@ def _page(ctx: Context, name: str, status: int = 200, **values: Any) -> Response
     )
 
 
-def _invalid(ctx: Context, exc: InvalidToken) -> Response[str]:
-    return _page(ctx, "invalid_link", status=400, reason=exc.detail)
+def _invalid_link(request: Request[Any, Any, Any], exc: InvalidToken) -> Response[str]:
+    """A forged, altered or expired link: a page that says so (people click these), status 400."""
+    return _page(request.app.state.ctx, "invalid_link", status=400, reason=exc.detail)
 
 
 class LinksController(Controller):
     path = "/"
     tags = ["links"]
-    include_in_schema = True
+    exception_handlers = {InvalidToken: _invalid_link}
 
     @get("/t/click", operation_id="followClick", status_code=302)
     async def click(self, t: Token, ctx: Ctx) -> Response[Any]:
         """Record the click for the message's recipient and item, then redirect to the item."""
-        try:
-            claims = ctx.messaging.signer.verify("click", t)
-        except InvalidToken as exc:
-            return _invalid(ctx, exc)
+        claims = ctx.messaging.signer.verify("click", t)
         target = str(claims.get("u") or ctx.settings.messaging.public_url)
         await record_click(ctx.engine, claims.get("us"), claims.get("i"), str(claims.get("k", "")))
         return Redirect(target, status_code=302)
 
     @get("/u/unsubscribe", operation_id="unsubscribePage")
     async def unsubscribe_page(self, t: Token, ctx: Ctx) -> Response[str]:
-        try:
-            claims = ctx.messaging.signer.verify("unsubscribe", t)
-        except InvalidToken as exc:
-            return _invalid(ctx, exc)
+        claims = ctx.messaging.signer.verify("unsubscribe", t)
         channel = _consent_channel(claims)
         return _page(
             ctx, "unsubscribe", done=False, channel_label=LABELS[channel], action=f"{UNSUBSCRIBE_PATH}?t={t}"
@@ -77,10 +72,7 @@ class LinksController(Controller):
     @post("/u/unsubscribe", operation_id="unsubscribeOneClick", status_code=200)
     async def unsubscribe(self, t: Token, ctx: Ctx) -> Response[str]:
         """RFC 8058 one-click unsubscribe (mail providers POST `List-Unsubscribe=One-Click` here)."""
-        try:
-            claims = ctx.messaging.signer.verify("unsubscribe", t)
-        except InvalidToken as exc:
-            return _invalid(ctx, exc)
+        claims = ctx.messaging.signer.verify("unsubscribe", t)
         channel = _consent_channel(claims)
         user_id = str(claims.get("us", ""))
         await set_consents(ctx.engine, user_id, {channel: False}, source="unsubscribe_link")
@@ -91,20 +83,14 @@ class LinksController(Controller):
 
     @get("/u/preferences", operation_id="preferencesPage")
     async def preferences_page(self, t: Token, ctx: Ctx) -> Response[str]:
-        try:
-            claims = ctx.messaging.signer.verify("preferences", t)
-        except InvalidToken as exc:
-            return _invalid(ctx, exc)
+        claims = ctx.messaging.signer.verify("preferences", t)
         current = await consents_of(ctx.engine, str(claims.get("us", "")))
         return _preferences(ctx, t, current, saved=False)
 
     @post("/u/preferences", operation_id="savePreferences", status_code=200)
     async def save_preferences(self, t: Token, ctx: Ctx, request: Request[Any, Any, Any]) -> Response[str]:
         """Save the form: a channel ticked is consent given, unticked is withdrawn."""
-        try:
-            claims = ctx.messaging.signer.verify("preferences", t)
-        except InvalidToken as exc:
-            return _invalid(ctx, exc)
+        claims = ctx.messaging.signer.verify("preferences", t)
         try:
             form = await request.form()
             ticked = {key for key in form if key in CONSENT_CHANNELS}
