@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusController
 
 from service import __version__
+from service.campaigns.controllers import CAMPAIGN_CONTROLLERS
 from service.catalog.controllers import ItemsController
 from service.context import Context
 from service.errors import exception_handlers
@@ -36,6 +37,7 @@ API_CONTROLLERS = [
     RulesController,
     *SERVING_CONTROLLERS,
     *MESSAGING_CONTROLLERS,
+    *CAMPAIGN_CONTROLLERS,
 ]
 
 

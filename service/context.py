@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.campaigns.service import Campaigns
 from service.messaging.service import Messaging
 from service.redis_link import RedisLink
 from service.security.crypto import PersonalDataCipher
@@ -29,6 +30,7 @@ class Context:
     serving: ServingState
     answers: Answers
     messaging: Messaging
+    campaigns: Campaigns
 
     @classmethod
     def create(cls, settings: Settings) -> Context:
@@ -37,6 +39,9 @@ class Context:
         serving = ServingState(engine, redis, settings.data_dir / "models", settings.serving)
         cipher = PersonalDataCipher(settings.resolved_secret_key())
         answers = Answers(serving)
+        messaging = Messaging(settings, engine, cipher, answers)
+        campaigns = Campaigns(settings, engine, cipher, messaging, serving)
+        campaigns.attach()
         return cls(
             settings=settings,
             engine=engine,
@@ -46,7 +51,8 @@ class Context:
             limiter=RateLimiter(redis),
             serving=serving,
             answers=answers,
-            messaging=Messaging(settings, engine, cipher, answers),
+            messaging=messaging,
+            campaigns=campaigns,
         )
 
     async def close(self) -> None:

@@ -59,6 +59,27 @@ class JobSettings:
 
 
 @dataclass(frozen=True)
+class CampaignSettings:
+    """How campaigns are planned and held back (see README, "Campaigns")."""
+
+    frequency_cap: int = 5  # marketing messages per user per `frequency_days`, across campaigns (0: none)
+    frequency_days: float = 7.0
+    plan_chunk: int = 1_000  # recipients planned per transaction
+    tick_seconds: float = 1.0  # how often workers look for campaigns to start, plan or finish
+    error_budget_min: int = 20  # failures before a campaign's error budget is judged
+
+
+def _cap(text: str | None) -> tuple[int, float]:
+    """`5/7d` -> (5, 7.0); `0` -> no cap."""
+    text = (text or "5/7d").strip()
+    if text in ("0", "none", "off"):
+        return 0, 7.0
+    count, _, period = text.partition("/")
+    days = float(period.removesuffix("d") or 7) if period else 7.0
+    return int(count), days
+
+
+@dataclass(frozen=True)
 class ServingSettings:
     """How often each serving process looks for changes (Redis notices make model swaps immediate)."""
 
@@ -137,6 +158,7 @@ class Settings:
     jobs: JobSettings = field(default_factory=JobSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
     messaging: MessagingSettings = field(default_factory=MessagingSettings)
+    campaigns: CampaignSettings = field(default_factory=CampaignSettings)
     smtp_url: str | None = None
     secret_key: str | None = None
 
@@ -209,6 +231,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             http_timeout_seconds=float(get("HTTP_TIMEOUT_SECONDS", "10") or 10),
             rates=_rates(get("SEND_RATES")),
             providers={name: value for name in PROVIDER_VARIABLES if (value := get(name))},
+        ),
+        campaigns=CampaignSettings(
+            frequency_cap=(cap := _cap(get("FREQUENCY_CAP")))[0],
+            frequency_days=cap[1],
+            plan_chunk=int(get("PLAN_CHUNK", "1000") or 1000),
+            tick_seconds=float(get("CAMPAIGN_TICK_SECONDS", "1") or 1),
         ),
         smtp_url=get("SMTP_URL"),
         secret_key=get("SECRET_KEY"),

@@ -41,6 +41,7 @@ class _SmtpHandler:
         self.data_answers: deque[str] = deque()
         self.lock = threading.Lock()
         self.count = 0
+        self.delay = 0.0  # seconds DATA waits before its answer (a slow server)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -53,6 +54,8 @@ class _SmtpHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             answer = self.data_answers.popleft() if self.data_answers else None
         if answer == "drop":

@@ -59,7 +59,7 @@ USERS = [
 
 
 async def make_shop(
-    tmp_path: Path, database_url: str, smtp: FakeSmtp | None, providers: FakeProviders
+    tmp_path: Path, database_url: str, smtp: FakeSmtp | None, providers: FakeProviders, **more: str
 ) -> tuple[httpx.AsyncClient, Context, dict[str, str]]:
     await empty_tables(database_url)
     account = tmp_path / "fcm.json"
@@ -87,7 +87,7 @@ async def make_shop(
     }
     if smtp is not None:
         extra["smtp_url"] = smtp.url
-    settings = make_settings(tmp_path, database_url, **extra)
+    settings = make_settings(tmp_path, database_url, **extra, **more)
     app = create_app(settings)
     app.state.ctx = ctx = Context.create(settings)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://shop.test")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 
 from service.context import Context
 from service.messaging.deliveries import NewDelivery
-from service.storage.tables import metadata
+from service.storage.tables import campaign_recipients, message_events, metadata
 from service.users.service import tables_with_user_id
 
 USER = {
@@ -152,8 +154,33 @@ async def test_erasure_leaves_nothing_keyed_by_the_user(
     for uid in ("u-42", "keep"):  # a message each, rendered and stored (it holds the address)
         message = NewDelivery(f"m-{uid}", "message", "email", {"to": f"{uid}@example.test"}, user_id=uid)
         await ctx.messaging.store.add(message)
+        async with ctx.engine.begin() as conn:  # a campaign considered them, and they clicked
+            at = datetime.now(UTC)
+            await conn.execute(
+                insert(campaign_recipients).values(
+                    campaign_id=1,
+                    run=1,
+                    user_id=uid,
+                    channel="email",
+                    variant="main",
+                    outcome="treated",
+                    planned_at=at,
+                )
+            )
+            await conn.execute(
+                insert(message_events).values(
+                    delivery_key=f"m-{uid}", user_id=uid, kind="click", occurred_at=at
+                )
+            )
     erased = (await client.delete("/v1/users/u-42", headers=headers)).json()
-    assert erased["deleted"] == {"events": 2, "user_consents": 2, "users": 1, "deliveries": 1}
+    assert erased["deleted"] == {
+        "events": 2,
+        "user_consents": 2,
+        "users": 1,
+        "deliveries": 1,
+        "campaign_recipients": 1,
+        "message_events": 1,
+    }
     async with ctx.engine.connect() as conn:
         for table in tables_with_user_id():
             left = await conn.execute(
@@ -173,4 +200,7 @@ def test_every_table_that_can_hold_personal_data_is_erased() -> None:
     """A table holding user data must carry `user_id`, or be known to hold none."""
     without_user_id = {t.name for t in metadata.sorted_tables} - {t.name for t in tables_with_user_id()}
     known = {"items", "api_keys", "model_versions", "scheduled_runs", "merch_rules"}
-    assert without_user_id == known | {"message_templates", "social_posts"}  # staff content, no one's data
+    staff_content = {"message_templates", "social_posts", "audiences", "campaigns"}  # no one's data
+    # suppressions hold only a keyed hash of an address, kept on purpose: an erased address that
+    # asked never to be mailed again must not be mailed again
+    assert without_user_id == known | staff_content | {"suppressions"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from service.cli.campaign import campaign
 from service.cli.db import db
 from service.cli.demo import demo
 from service.cli.importing import import_
@@ -20,7 +21,19 @@ def cli() -> None:
     """shopcast: recommendations and personalized marketing for multi-channel shops."""
 
 
-for command in (serve, worker, db, keys, import_, train_command, evaluate_command, models, recommend, demo):
+for command in (
+    serve,
+    worker,
+    db,
+    keys,
+    import_,
+    train_command,
+    evaluate_command,
+    models,
+    recommend,
+    demo,
+    campaign,
+):
     cli.add_command(command)
 
 

@@ -17,10 +17,11 @@ from service.worker.schedule import WORKER_ID, run_schedule
 
 @click.command()
 def worker() -> None:
-    """Deliver pending messages and run scheduled jobs (retraining on SHOPCAST_RETRAIN_CRON) until stopped.
+    """Deliver messages, run campaigns and scheduled jobs (retraining on SHOPCAST_RETRAIN_CRON) until stopped.
 
-    Any number of workers can run against one database: each claims its own batches of messages
-    and each scheduled slot runs once.
+    Any number of workers can run against one database: each claims its own batches of messages,
+    campaigns are planned chunk by chunk by whichever worker gets there, and each scheduled slot
+    runs once.
     """
     settings = settings_from_env()
     configure_logging(settings.log)
@@ -32,6 +33,11 @@ def worker() -> None:
             raise click.ClickException(str(exc)) from None
         if not jobs:
             say("no job is scheduled (SHOPCAST_RETRAIN_CRON is empty)")
+        try:  # campaign messages are rendered here, with the served model's recommendations
+            await ctx.serving.ensure_ready()
+        except Exception as exc:  # the database may come later: the loops retry
+            say(f"serving state not loaded at start ({type(exc).__name__}); retrying in the background")
+        ctx.serving.start()
         channels = ", ".join(sorted(ctx.messaging.channels))
         say(f"delivering messages as {WORKER_ID} on: {channels}")
         for job in jobs:
@@ -39,7 +45,10 @@ def worker() -> None:
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        tasks = [asyncio.create_task(ctx.messaging.sender.run(WORKER_ID, stop))]
+        tasks = [
+            asyncio.create_task(ctx.messaging.sender.run(WORKER_ID, stop)),
+            asyncio.create_task(ctx.campaigns.runner.run(stop)),
+        ]
         if jobs:
             tasks.append(asyncio.create_task(run_schedule(ctx.engine, jobs, stop=stop)))
         await stop.wait()

@@ -41,6 +41,7 @@ PUSH_TITLE_LIMIT = 65
 PUSH_BODY_LIMIT = 240
 CLICK_PATH = "/t/click"
 UNSUBSCRIBE_PATH = "/u/unsubscribe"
+OPEN_PATH = "/t/open"
 PREFERENCES_PATH = "/u/preferences"
 
 
@@ -198,6 +199,7 @@ class Composer:
                     UNSUBSCRIBE_PATH, "unsubscribe", {"us": recipient.user_id, "ch": channel, "k": key}
                 ),
                 "preferences": self.signer.url(PREFERENCES_PATH, "preferences", {"us": recipient.user_id}),
+                "open": self.signer.url(OPEN_PATH, "open", {"us": recipient.user_id, "k": key}),
             }
             user = {
                 "id": recipient.user_id,
@@ -273,6 +275,7 @@ class Composer:
                     text=parts["text"],
                     preheader=parts.get("preheader", ""),
                     unsubscribe_url=context["links"]["unsubscribe"],
+                    open_url=context["links"]["open"] if campaign else None,
                     message_id_domain=_domain(self.settings.email_from),
                 )
             )

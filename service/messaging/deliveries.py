@@ -3,10 +3,12 @@
 add      insert a pending row (its `key` is unique: adding the same message again returns
          the row already there, which is how idempotency keys and "one per campaign, user
          and channel" work)
-claim    move up to N due rows to `sending`, stamped with the worker and a claim deadline;
-         one UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING, so any number
-         of workers on PostgreSQL never claim the same row (SQLite: one writer at a time)
-record   the outcome of one attempt: sent, failed, unknown, or back to pending with a delay
+claim    move up to N due rows to `sending`, stamped with the worker and a claim deadline:
+         SELECT … FOR UPDATE SKIP LOCKED, then UPDATE … RETURNING in one transaction, so any
+         number of workers on PostgreSQL never claim the same row (SQLite: one writer at a time)
+record   the outcome of one attempt: sent, failed, unknown, skipped (a campaign message that
+         could not be rendered or is no longer wanted), or back to pending with a delay
+held     a paused campaign's pending rows wait as `held` (never claimed) until it resumes
 recover  `sending` rows past their claim deadline were in flight when a worker died: they
          become `unknown` (the send may have gone out), or pending again when the channel
          dedupes on the key (`resend_safe`)
@@ -27,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.security.crypto import PersonalDataCipher
 from service.storage.tables import UtcDateTime, deliveries
 
-STATUSES = ("pending", "sending", "sent", "failed", "unknown", "cancelled")
-FINAL = ("sent", "failed", "unknown", "cancelled")
+STATUSES = ("pending", "held", "sending", "sent", "failed", "unknown", "skipped", "cancelled")
+FINAL = ("sent", "failed", "unknown", "skipped", "cancelled")
 STAMP = UtcDateTime()
 LOST_IN_FLIGHT = "in flight when its worker stopped; it may have gone out, so it is not resent"
 
@@ -47,6 +49,7 @@ class NewDelivery:
     template: str | None = None
     post_id: int | None = None
     not_before: datetime | None = None
+    campaign_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Delivery:
     error: str | None
     sent_at: datetime | None
     created_at: datetime
+    campaign_id: int | None = None
     payload: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
@@ -112,10 +116,12 @@ class DeliveryStore:
             error=m["error"],
             sent_at=m["sent_at"],
             created_at=m["created_at"],
+            campaign_id=m["campaign_id"],
             payload=payload,
         )
 
-    def _values(self, d: NewDelivery, at: datetime) -> dict[str, Any]:
+    def values(self, d: NewDelivery, at: datetime) -> dict[str, Any]:
+        """The row for `d`, payload sealed (for callers inserting in their own transaction)."""
         return {
             "key": d.key,
             "kind": d.kind,
@@ -123,6 +129,7 @@ class DeliveryStore:
             "user_id": d.user_id,
             "template": d.template,
             "post_id": d.post_id,
+            "campaign_id": d.campaign_id,
             "status": "pending",
             "attempts": 0,
             "max_attempts": self.max_attempts,
@@ -137,7 +144,7 @@ class DeliveryStore:
         at = now()
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(insert(deliveries).values(**self._values(d, at)))
+                await conn.execute(insert(deliveries).values(**self.values(d, at)))
             created = True
         except IntegrityError:
             created = False
@@ -148,7 +155,7 @@ class DeliveryStore:
     async def add_many(self, batch: Iterable[NewDelivery]) -> int:
         """Insert many rows in one transaction (all or nothing); keys must be new."""
         at = now()
-        rows = [self._values(d, at) for d in batch]
+        rows = [self.values(d, at) for d in batch]
         if not rows:
             return 0
         async with self.engine.begin() as conn:
@@ -184,19 +191,24 @@ class DeliveryStore:
             due = due.where(deliveries.c.id.in_(ids))
         due = due.order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
         due = due.with_for_update(skip_locked=True)
-        statement = (
-            update(deliveries)
-            .where(deliveries.c.id.in_(due.scalar_subquery()), deliveries.c.status == "pending")
-            .values(
-                status="sending",
-                attempts=deliveries.c.attempts + 1,
-                claimed_by=worker,
-                claimed_until=at + timedelta(seconds=claim_seconds),
-                updated_at=at,
-            )
-            .returning(*deliveries.c)
-        )
         async with self.engine.begin() as conn:
+            # Two statements, not UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED):
+            # PostgreSQL may run such a subquery more than once and claim more than `limit` rows.
+            chosen = list((await conn.execute(due)).scalars())
+            if not chosen:
+                return []
+            statement = (
+                update(deliveries)
+                .where(deliveries.c.id.in_(chosen), deliveries.c.status == "pending")
+                .values(
+                    status="sending",
+                    attempts=deliveries.c.attempts + 1,
+                    claimed_by=worker,
+                    claimed_until=at + timedelta(seconds=claim_seconds),
+                    updated_at=at,
+                )
+                .returning(*deliveries.c)
+            )
             rows = (await conn.execute(statement)).all()
         return sorted((self._row(r, with_payload=True) for r in rows), key=lambda d: d.id)
 

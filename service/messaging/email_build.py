@@ -32,6 +32,7 @@ class Email:
     text: str
     preheader: str = ""
     unsubscribe_url: str | None = None
+    open_url: str | None = None  # a 1x1 tracking image, added at the end of the body
     reply_to: str | None = None
     message_id_domain: str = "shopcast.local"
     extra_headers: tuple[tuple[str, str], ...] = ()
@@ -67,6 +68,18 @@ def with_preheader(html: str, preheader: str) -> str:
     )
     match = _BODY_OPEN.search(html)
     return html[: match.end()] + block + html[match.end() :] if match else block + html
+
+
+_BODY_CLOSE = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def with_open_pixel(html: str, url: str | None) -> str:
+    if not url:
+        return html
+    escaped = url.replace("&", "&amp;").replace('"', "&quot;")
+    pixel = f'<img src="{escaped}" width="1" height="1" alt="" style="display:block;border:0">'
+    match = _BODY_CLOSE.search(html)
+    return html[: match.start()] + pixel + html[match.start() :] if match else html + pixel
 
 
 def inline_css(html: str) -> str:
@@ -111,7 +124,7 @@ def build(email: Email, *, msg_id: str | None = None) -> tuple[str, bytes]:
             b"\r\n",
             marker,
             part_head.format("html").encode(),
-            _qp(inline_css(with_preheader(email.html, email.preheader))),
+            _qp(inline_css(with_open_pixel(with_preheader(email.html, email.preheader), email.open_url))),
             b"\r\n",
             f"--{boundary}--\r\n".encode(),
         ]

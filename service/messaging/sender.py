@@ -23,6 +23,10 @@ from service.settings import MessagingSettings
 
 log = logging.getLogger(__name__)
 StaleTokens = Callable[[str, tuple[str, ...]], Awaitable[None]]
+# Turns claimed rows into sendable ones (campaign messages are rendered at claim); rows it
+# cannot send come back as attempts to record (skipped, with the reason).
+Preparer = Callable[[list[Delivery]], Awaitable[tuple[list[Delivery], list[Attempt]]]]
+AfterBatch = Callable[[list[Attempt]], Awaitable[None]]
 
 
 def backoff(attempt: int, base: float, cap: float, after: float | None = None) -> float:
@@ -46,6 +50,8 @@ class Sender:
         self.settings = settings
         self.throttle = Throttle(settings.rates)
         self.on_stale_tokens = on_stale_tokens
+        self.prepare: Preparer | None = None
+        self.after_batch: AfterBatch | None = None
 
     async def deliver(self, d: Delivery) -> str:
         """Send one claimed row and record the result at once; returns its new status."""
@@ -107,41 +113,40 @@ class Sender:
             )
 
     async def deliver_many(self, batch: list[Delivery]) -> dict[str, int]:
-        """Send a claimed batch with bounded concurrency.
+        """Send a claimed batch with bounded concurrency; outcomes written in one transaction.
 
-        Outcomes are written in groups (one transaction per `concurrency` outcomes, not one per
-        message), so a worker killed mid-batch leaves at most about twice its concurrency of rows
-        `sending`: those are recovered as `unknown`, never resent.
+        `run_once` claims at most `concurrency` rows at a time, so a worker killed mid-batch
+        leaves at most its concurrency of rows `sending`: those are recovered as `unknown`
+        (they may have gone out), never resent.
         """
-        concurrency = max(1, self.settings.concurrency)
-        slots = asyncio.Semaphore(concurrency)
-        counts: dict[str, int] = {}
-        done: list[Attempt] = []
+        results: list[Attempt] = []
+        if self.prepare is not None:
+            batch, results = await self.prepare(batch)
+        slots = asyncio.Semaphore(max(1, self.settings.concurrency))
 
-        async def one(d: Delivery) -> None:
+        async def one(d: Delivery) -> Attempt:
             async with slots:
-                result = await self.attempt(d)
-            counts[result.status] = counts.get(result.status, 0) + 1
-            done.append(result)
-            if len(done) >= concurrency:
-                flushing = done[:]
-                done.clear()
-                await self._store(flushing)
+                return await self.attempt(d)
 
-        await asyncio.gather(*(one(d) for d in batch))
-        if done:
-            await self._store(done)
+        results += await asyncio.gather(*(one(d) for d in batch))
+        await self._store(results)
+        if self.after_batch is not None:
+            await self.after_batch(results)
+        counts: dict[str, int] = {}
+        for result in results:
+            counts[result.status] = counts.get(result.status, 0) + 1
         return counts
 
-    async def run_once(self, worker: str, batch_size: int = 200) -> dict[str, int]:
-        """Recover, claim and deliver one batch; the counts of the outcomes."""
+    async def run_once(self, worker: str, batch_size: int | None = None) -> dict[str, int]:
+        """Recover, claim and deliver one batch (default: `concurrency` rows); the outcome counts."""
         resend_safe = {name for name, c in self.channels.items() if c.resend_safe}
         recovered = await self.store.recover(resend_safe)
         if recovered.get("unknown"):
             log.warning(
                 "%d deliveries were in flight when their worker stopped: marked unknown", recovered["unknown"]
             )
-        batch = await self.store.claim(worker, batch_size, self.settings.claim_seconds)
+        size = batch_size or max(1, self.settings.concurrency)
+        batch = await self.store.claim(worker, size, self.settings.claim_seconds)
         return await self.deliver_many(batch) if batch else {}
 
     async def run(self, worker: str, stop: asyncio.Event, idle_seconds: float = 1.0) -> None:

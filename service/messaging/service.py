@@ -23,7 +23,7 @@ from service.messaging.compose import Composer, NotDeliverable, Recipient, Rende
 from service.messaging.deliveries import Delivery, DeliveryStore, NewDelivery
 from service.messaging.links import LinkSigner
 from service.messaging.rendering import Renderer
-from service.messaging.sender import Sender
+from service.messaging.sender import AfterBatch, Preparer, Sender
 from service.messaging.templates import MessageTemplate, TemplateStore, default_templates_dir
 from service.security.crypto import PersonalDataCipher
 from service.serving.answers import Answers
@@ -63,6 +63,8 @@ class Messaging:
         self.http = HttpClient(m.http_timeout_seconds)
         self._channels: dict[str, Channel] | None = None
         self._sender: Sender | None = None
+        self.prepare: Preparer | None = None  # set by campaigns: render campaign rows at claim
+        self.after_batch: AfterBatch | None = None
 
     @property
     def channels(self) -> dict[str, Channel]:
@@ -76,6 +78,8 @@ class Messaging:
             self._sender = Sender(
                 self.store, self.channels, self.settings.messaging, on_stale_tokens=self._forget_tokens
             )
+            self._sender.prepare = self.prepare
+            self._sender.after_batch = self.after_batch
         return self._sender
 
     async def _forget_tokens(self, user_id: str, tokens: tuple[str, ...]) -> None:

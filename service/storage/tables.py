@@ -222,10 +222,12 @@ deliveries = Table(
     Column("provider_id", String(256)),
     Column("error", Text),
     Column("sent_at", UtcDateTime()),
+    Column("campaign_id", BigId),
     *_timestamps(),
     Index(None, "status", "next_attempt_at"),
     Index(None, "user_id"),
     Index(None, "post_id"),
+    Index(None, "campaign_id", "status"),
 )
 
 # Posts to social channels: one row per post, one delivery per channel it goes to.
@@ -237,5 +239,81 @@ social_posts = Table(
     Column("scheduled_at", UtcDateTime(), nullable=False),
     Column("channels", JSON, nullable=False),
     Column("items", JSON, nullable=False, default=list),
+    Column("created_at", UtcDateTime(), nullable=False, server_default=func.now()),
+)
+
+
+# Saved audience rules (see service.campaigns.audiences for the rule language).
+audiences = Table(
+    "audiences",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("rules", JSON, nullable=False),
+    Column("description", Text),
+    *_timestamps(),
+)
+
+# A campaign and its lifecycle: draft -> scheduled -> running -> paused -> completed | cancelled.
+# `run` counts the runs of a recurring campaign; planning a run walks the audience in user_id
+# order and records how far it got in `plan_cursor`, so a planner that dies resumes exactly.
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("settings", JSON, nullable=False),  # channels, templates, variants, rules, window…
+    Column("audience_id", BigId),
+    Column("scheduled_at", UtcDateTime()),
+    Column("cron", String(128)),
+    Column("next_run_at", UtcDateTime()),
+    Column("run", Integer, nullable=False, default=0),
+    Column("run_started_at", UtcDateTime()),
+    Column("plan_cursor", String(128)),
+    Column("planned", Boolean, nullable=False, default=False),
+    Column("status_reason", Text),
+    Column("completed_at", UtcDateTime()),
+    *_timestamps(),
+    Index(None, "status"),
+)
+
+# Who a campaign run considered and what became of them: treated (a delivery was planned),
+# holdout (kept out on purpose, for the lift), or skipped with a reason (no consent, capped…).
+campaign_recipients = Table(
+    "campaign_recipients",
+    metadata,
+    Column("campaign_id", BigId, primary_key=True),
+    Column("run", Integer, primary_key=True),
+    Column("user_id", ID, primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("variant", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", String(32)),
+    Column("planned_at", UtcDateTime(), nullable=False),
+    Index(None, "user_id"),
+)
+
+# Opens, clicks and unsubscribes that came through a message's signed links.
+message_events = Table(
+    "message_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("delivery_key", String(200), nullable=False),
+    Column("campaign_id", BigId),
+    Column("user_id", ID),
+    Column("kind", String(16), nullable=False),
+    Column("item_id", ID),
+    Column("occurred_at", UtcDateTime(), nullable=False),
+    Index(None, "campaign_id", "kind"),
+    Index(None, "user_id"),
+)
+
+# Addresses never to be mailed again (hard bounces, complaints, staff), by blind index only.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email_bidx", String(64), primary_key=True),
+    Column("reason", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False, server_default=func.now()),
 )

@@ -1,6 +1,7 @@
 """Public, signed links (no API key): click redirects, one-click unsubscribe, preferences.
 
     GET  /t/click?t=…            record the click, then 302 to the item
+    GET  /t/open?t=…             record the open (unreliable: proxies prefetch), a 1x1 GIF
     GET  /u/unsubscribe?t=…      a confirmation page (mail scanners open links; GET changes nothing)
     POST /u/unsubscribe?t=…      unsubscribe: RFC 8058 one-click (`List-Unsubscribe=One-Click`)
     GET  /u/preferences?t=…      consent per channel, as a form
@@ -22,9 +23,12 @@ from service.context import Context, Ctx
 from service.messaging.compose import PREFERENCES_PATH, UNSUBSCRIBE_PATH
 from service.messaging.links import InvalidToken
 from service.records.users import CONSENT_CHANNELS
-from service.tracking.service import consents_of, record_click, set_consents
+from service.tracking.service import consents_of, record_click, record_message_event, set_consents
 
 Token = Annotated[str, QueryParameter(name="t", min_length=1, max_length=4_096, description="signed token")]
+PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
 LABELS = {
     "email": "emails",
     "push": "push notifications",
@@ -61,6 +65,13 @@ class LinksController(Controller):
         await record_click(ctx.engine, claims.get("us"), claims.get("i"), str(claims.get("k", "")))
         return Redirect(target, status_code=302)
 
+    @get("/t/open", operation_id="recordOpen", media_type="image/gif")
+    async def open_pixel(self, t: Token, ctx: Ctx) -> Response[bytes]:
+        """Record that the email was displayed (or prefetched), answer a transparent pixel."""
+        claims = ctx.messaging.signer.verify("open", t)
+        await record_message_event(ctx.engine, "open", claims.get("us"), str(claims.get("k", "")))
+        return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, private"})
+
     @get("/u/unsubscribe", operation_id="unsubscribePage")
     async def unsubscribe_page(self, t: Token, ctx: Ctx) -> Response[str]:
         claims = ctx.messaging.signer.verify("unsubscribe", t)
@@ -75,7 +86,8 @@ class LinksController(Controller):
         claims = ctx.messaging.signer.verify("unsubscribe", t)
         channel = _consent_channel(claims)
         user_id = str(claims.get("us", ""))
-        await set_consents(ctx.engine, user_id, {channel: False}, source="unsubscribe_link")
+        if await set_consents(ctx.engine, user_id, {channel: False}, source="unsubscribe_link"):
+            await record_message_event(ctx.engine, "unsubscribe", user_id, str(claims.get("k", "")))
         preferences = ctx.messaging.signer.url(PREFERENCES_PATH, "preferences", {"us": user_id})
         return _page(
             ctx, "unsubscribe", done=True, channel_label=LABELS[channel], preferences_url=preferences

@@ -1,8 +1,9 @@
-"""What signed links do: record a click, withdraw or change consent.
+"""What signed links do: record a click or an open, withdraw or change consent.
 
-A click is stored as a `click` event of the user on the item, with the delivery key as its
-session, so attribution can tie later purchases to the message that was clicked. Consent
-changes are `user_consents` rows with the source `link`.
+A click is stored twice: as a `click` event of the user on the item (a signal for training,
+with the delivery key as its session), and as a `message_events` row tied to the message and
+its campaign, which is what campaign reports and attribution read. Opens and unsubscribes from
+a message are `message_events` rows too. Consent changes are `user_consents` rows.
 """
 
 from __future__ import annotations
@@ -12,8 +13,34 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.campaigns.planner import campaign_of_key
 from service.records.users import CONSENT_CHANNELS
-from service.storage.tables import events, user_consents, users
+from service.storage.tables import events, message_events, user_consents, users
+
+
+def _message_event(
+    kind: str, user_id: str | None, delivery_key: str, item_id: str | None = None
+) -> dict[str, object]:
+    return {
+        "delivery_key": delivery_key[:200],
+        "campaign_id": campaign_of_key(delivery_key),
+        "user_id": user_id,
+        "kind": kind,
+        "item_id": item_id,
+        "occurred_at": datetime.now(UTC),
+    }
+
+
+async def record_message_event(
+    engine: AsyncEngine, kind: str, user_id: str | None, delivery_key: str, item_id: str | None = None
+) -> None:
+    """An open or an unsubscribe that came through one message's link."""
+    if not delivery_key or not user_id:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(message_events).values(**_message_event(kind, user_id, delivery_key, item_id))
+        )
 
 
 async def record_click(
@@ -32,6 +59,10 @@ async def record_click(
                 session_id=delivery_key[:128],
             )
         )
+        if delivery_key:
+            await conn.execute(
+                insert(message_events).values(**_message_event("click", user_id, delivery_key, item_id))
+            )
     return True
 
 
