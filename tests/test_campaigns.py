@@ -558,7 +558,8 @@ def test_lift_and_its_interval_match_a_hand_computed_case() -> None:
     # variants 30/500 against 50/500: expected 40 and 460 per row, |O - E| = 10, with Yates'
     # correction 9.5^2 * (2/40 + 2/460) = 4.9049, p = P(|Z| > 2.2147) = 0.0268
     test = compare("conversion", [30, 50], [500, 500])
-    assert test is not None and test.significant
+    assert test is not None
+    assert test.significant
     assert test.chi2 == pytest.approx(4.9049, abs=1e-3)
     assert test.p_value == pytest.approx(0.0268, abs=1e-3)
 

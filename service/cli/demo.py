@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 import click
 import numpy as np
 from sqlalchemy import func, select
 
+from service.campaigns.definition import CampaignIn
+from service.cli.campaign import format_report
 from service.cli.common import run_with_context, say, settings_from_env
 from service.cli.importing import describe, import_file
 from service.cli.serve import serve
 from service.cli.training import config_from, print_table, results_table, train_with_progress
 from service.context import Context
 from service.errors import ShopcastError
+from service.ingest.batch import prepare_batch, write_batch
+from service.ingest.kinds import EventKind
+from service.records.events import EventIn
 from service.retraining import registry_for
 from service.serving.answers import Filters
-from service.storage.tables import events
+from service.storage.tables import campaign_recipients, events
+from service.tracking.service import record_click
 
 SAMPLE = Path(__file__).resolve().parent.parent / "demo" / "sample"
 FILES = (("items", "items.csv.gz"), ("users", "users.ndjson.gz"), ("events", "events.csv.gz"))
@@ -45,6 +53,7 @@ async def load_sample(ctx: Context) -> str:
         say(f"model {current.version} is served (retrain with `shopcast train`)")
     await show_recommendations(ctx)
     await write_sample_email(ctx)
+    await run_sample_campaign(ctx)
     new = await ctx.keys.create("demo", DEMO_SCOPES)
     return new.secret
 
@@ -97,6 +106,77 @@ async def write_sample_email(ctx: Context) -> None:
     say(f"\na personalized email for user {buyer} ({delivery.channel}): {where}")
 
 
+DEMO_CAMPAIGN = "demo: recommended for you"
+
+
+async def run_sample_campaign(ctx: Context) -> None:
+    """A small email campaign with a 20% holdout, sent to the outbox, then its report.
+
+    The sample has no activity after the campaign, so the demo simulates some, and says so:
+    clicks from a few recipients and purchases in both groups (more among those who got it).
+    """
+    existing = [c for c in await ctx.campaigns.store.all() if c.name == DEMO_CAMPAIGN]
+    if existing:
+        campaign = existing[0]
+    else:
+        definition = CampaignIn(
+            name=DEMO_CAMPAIGN,
+            channels=["email"],
+            audience={"all": [{"consent": "email"}, {"event": "purchase", "min_count": 3}]},
+            holdout=0.2,
+            recommendations=6,
+            frequency_cap=False,
+        )
+        campaign = await ctx.campaigns.launch((await ctx.campaigns.store.create(definition)).id)
+        await _send_with_progress(ctx, campaign.id)
+        await _simulate_activity(ctx, campaign.id)
+    outbox = ctx.settings.data_dir / "outbox"
+    say(f"\ncampaign {campaign.id} sent to the outbox ({outbox}); its report:")
+    say(format_report(await ctx.campaigns.report(campaign.id)))
+
+
+async def _send_with_progress(ctx: Context, campaign_id: int) -> None:
+    await ctx.campaigns.runner.tick()  # starts and plans the run
+    total = await ctx.campaigns.store.unsent(campaign_id)
+    with click.progressbar(length=total, label="sending the demo campaign", file=sys.stderr) as bar:
+        while (await ctx.campaigns.store.get(campaign_id)).status == "running":
+            done = await ctx.messaging.sender.run_once("demo")
+            bar.update(sum(done.values()))
+            if not done:
+                await ctx.campaigns.runner.tick()
+
+
+async def _simulate_activity(ctx: Context, campaign_id: int) -> None:
+    rng = np.random.default_rng(7)
+    async with ctx.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(campaign_recipients.c.user_id, campaign_recipients.c.outcome).where(
+                    campaign_recipients.c.campaign_id == campaign_id
+                )
+            )
+        ).all()
+    model = ctx.serving.model
+    item = model.item_ids[int(model.popular[0])] if model is not None else None
+    if item is None:
+        return
+    clicks = purchases = 0
+    bought = []
+    for user_id, outcome in rows:
+        treated = outcome == "treated"
+        if treated and rng.random() < 0.15:
+            await record_click(ctx.engine, user_id, item, f"campaign:{campaign_id}:1:{user_id}:email")
+            clicks += 1
+        if outcome in ("treated", "holdout") and rng.random() < (0.12 if treated else 0.06):
+            bought.append(
+                EventIn(user_id=user_id, item_id=item, event="purchase", timestamp=time.time(), price=3.5)
+            )
+    if bought:
+        kind = EventKind(channels=ctx.settings.api.channels)
+        purchases = (await write_batch(ctx.engine, kind, prepare_batch(kind, bought))).accepted
+    say(f"simulated storefront activity after the send: {clicks} clicks, {purchases} purchases")
+
+
 def _instructions(key: str, base: str) -> str:
     return f"""
 shopcast demo is ready: the Complete Journey sample shop (CC0) is imported.
@@ -114,8 +194,9 @@ shopcast demo is ready: the Complete Journey sample shop (CC0) is imported.
     curl -s -X POST {base}/v1/events -H "Authorization: Bearer $KEY" \\
          -H 'Content-Type: application/json' \\
          -d '{{"user_id":"1","item_id":"1082185","event":"view","timestamp":"2026-01-01T10:00:00Z"}}'
-    curl -s -X POST {base}/v1/messages/preview -H "Authorization: Bearer $KEY" \
+    curl -s -X POST {base}/v1/messages/preview -H "Authorization: Bearer $KEY" \\
          -H 'Content-Type: application/json' -d '{{"user_id":"1","template":"recommended_for_you"}}'
+    curl -s {base}/v1/campaigns/1/report -H "Authorization: Bearer $KEY"
     curl -s {base}/health/ready
 
   OpenAPI: {base}/schema    Metrics: {base}/metrics
