@@ -13,6 +13,7 @@ refuses everything does not burn the whole audience.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -78,6 +79,7 @@ class Dispatcher:
         recipients = {r.user_id: r for r in await load_recipients(self.engine, self.cipher, user_ids)}
         suppressed = await self._suppressed(user_ids)
         for d in lazy:
+            await asyncio.sleep(0)  # let the other batch's sends make progress between renders
             recipient = recipients.get(d.user_id or "")
             reason = self._still_wanted(d, recipient, suppressed)
             if reason is None and recipient is not None:

@@ -9,6 +9,7 @@ CRLF line ends. The output parses back with the standard library (tests check it
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 import secrets
 import time
@@ -48,9 +49,18 @@ def _header(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
-def _address(value: str) -> str:
+_PLAIN_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
+
+
+@functools.lru_cache(maxsize=64)
+def _named_address(value: str) -> str:
     name, address = parseaddr(one_line(value))
     return formataddr((name, address), charset="utf-8") if name else address
+
+
+def _address(value: str) -> str:
+    """An address header value: a bare address as it is, "Name <address>" encoded as needed."""
+    return value if _PLAIN_ADDRESS.match(value) else _named_address(value)
 
 
 def _qp(text: str) -> bytes:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -137,29 +139,55 @@ class Sender:
             counts[result.status] = counts.get(result.status, 0) + 1
         return counts
 
-    async def run_once(self, worker: str, batch_size: int | None = None) -> dict[str, int]:
-        """Recover, claim and deliver one batch (default: `concurrency` rows); the outcome counts."""
+    async def recover(self) -> None:
+        """Rows whose claim expired were in flight when a worker died: unknown (or pending again)."""
         resend_safe = {name for name, c in self.channels.items() if c.resend_safe}
         recovered = await self.store.recover(resend_safe)
         if recovered.get("unknown"):
             log.warning(
                 "%d deliveries were in flight when their worker stopped: marked unknown", recovered["unknown"]
             )
+
+    async def run_once(self, worker: str, batch_size: int | None = None) -> dict[str, int]:
+        """Recover, claim and deliver one batch (default: `concurrency` rows); the outcome counts."""
+        await self.recover()
         size = batch_size or max(1, self.settings.concurrency)
         batch = await self.store.claim(worker, size, self.settings.claim_seconds)
         return await self.deliver_many(batch) if batch else {}
 
     async def run(self, worker: str, stop: asyncio.Event, idle_seconds: float = 1.0) -> None:
-        """Deliver until `stop` is set; sleeps `idle_seconds` when nothing is due."""
+        """Deliver until `stop` is set; sleeps `idle_seconds` when nothing is due.
+
+        Two batches of half the concurrency overlap, so one is rendered while the other is on
+        the wire; at most `concurrency` rows are claimed at any moment, which bounds what a
+        killed worker can leave `unknown`.
+        """
+        half = max(1, self.settings.concurrency // 2)
+        every = max(0.5, min(5.0, self.settings.claim_seconds / 4))
+        going: set[asyncio.Task[dict[str, int]]] = set()
+        recovered_at = -math.inf
         while not stop.is_set():
             try:
-                done = await self.run_once(worker)
+                if time.monotonic() - recovered_at >= every:
+                    await self.recover()
+                    recovered_at = time.monotonic()
+                while len(going) < 2:
+                    batch = await self.store.claim(worker, half, self.settings.claim_seconds)
+                    if not batch:
+                        break
+                    going.add(asyncio.create_task(self.deliver_many(batch)))
             except Exception as exc:  # the database may be away for a moment: wait, try again
                 log.warning("delivery loop: %s; retrying", type(exc).__name__)
-                done = {}
-            if not done:
+            if not going:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), idle_seconds)
+                continue
+            done, going = await asyncio.wait(going, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.exception() is not None:  # rows stay claimed: recovered as unknown later
+                    log.warning("delivery batch failed: %s", type(task.exception()).__name__)
+        if going:
+            await asyncio.gather(*going, return_exceptions=True)
 
     async def close(self) -> None:
         for channel in self.channels.values():
