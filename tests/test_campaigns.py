@@ -638,3 +638,93 @@ async def test_a_worker_killed_mid_campaign_sends_nobody_twice_and_loses_nobody(
     finally:
         await shop.client.aclose()
         await shop.ctx.close()
+
+
+# -- triggered flows --------------------------------------------------------------------------
+
+
+async def flow(shop: Shop, kind: str, **trigger: Any) -> int:
+    campaign = await create(
+        shop, name=kind, trigger={"type": kind, "after_hours": 0, **trigger}, recommendations=0
+    )
+    await launch(shop, campaign["id"])
+    await shop.ctx.campaigns.runner.tick()  # starts it
+    return int(campaign["id"])
+
+
+async def featured_in(shop: Shop, user_id: str) -> list[str]:
+    """The items featured in the flow messages `user_id` got (from the first message's links)."""
+    for _, tos, raw in shop.smtp.messages:
+        if tos == [f"{user_id}@example.test"]:
+            html = email.message_from_bytes(raw, policy=policy.default).get_body(("html",)).get_content()  # type: ignore[union-attr]
+            return [name for name in ("Tea", "Mug", "Honey") if name in html]
+    return []
+
+
+async def test_an_abandoned_cart_is_mailed_once_and_a_bought_one_is_not(shop: Shop) -> None:
+    await add_people(shop, [person(1), person(2), person(3)])
+    cid = await flow(shop, "abandoned_cart")
+    await asyncio.sleep(0.01)
+    answer = await shop.client.post(
+        "/v1/events",
+        json=[
+            event("p001", "mug", "add_to_cart", 0),
+            event("p002", "tea", "add_to_cart", 0),
+            event("p002", "tea", "purchase", 0, price=4.5),
+        ],
+        headers=shop.headers,
+    )
+    assert answer.status_code == 200, answer.text
+    await asyncio.sleep(0.01)
+    for _ in range(3):
+        await shop.ctx.campaigns.runner.tick()
+        await shop.ctx.messaging.sender.run_once("w")
+    assert recipients_at(shop.smtp) == Counter({"p001@example.test": 1})
+    assert await featured_in(shop, "p001") == ["Mug"]
+    # another cart within the dedupe window: no second message
+    await shop.client.post(
+        "/v1/events", json=[event("p001", "honey", "add_to_cart", 0)], headers=shop.headers
+    )
+    await asyncio.sleep(0.01)
+    await shop.ctx.campaigns.runner.tick()
+    await shop.ctx.messaging.sender.run_once("w")
+    assert recipients_at(shop.smtp) == Counter({"p001@example.test": 1})
+    assert (await shop.ctx.campaigns.store.get(cid)).status == "running"
+
+
+async def test_browse_abandonment_needs_repeated_views(shop: Shop) -> None:
+    await add_people(shop, [person(1), person(2)])
+    await flow(shop, "browse_abandonment", min_views=3)
+    await asyncio.sleep(0.01)
+    views = [event("p001", "honey", "view", 0) for _ in range(3)] + [event("p002", "honey", "view", 0)]
+    assert (await shop.client.post("/v1/events", json=views, headers=shop.headers)).status_code == 200
+    await asyncio.sleep(0.01)
+    await shop.ctx.campaigns.runner.tick()
+    await shop.ctx.messaging.sender.run_once("w")
+    assert set(recipients_at(shop.smtp)) == {"p001@example.test"}
+    assert "Honey" in await featured_in(shop, "p001")
+
+
+async def test_back_in_stock_tells_those_who_wanted_the_item(shop: Shop) -> None:
+    await add_people(shop, [person(1), person(2)], [event("p001", "mug", "wishlist", 2)])
+    c, h = shop.client, shop.headers
+    gone = await c.put(
+        "/v1/items",
+        json=[{"item_id": "mug", "title": "Mug", "category": "kitchen", "available": False}],
+        headers=h,
+    )
+    assert gone.status_code == 200
+    await flow(shop, "back_in_stock")
+    await shop.ctx.campaigns.runner.tick()  # sees the mug unavailable
+    await shop.ctx.messaging.sender.run_once("w")
+    assert shop.smtp.messages == []
+    back = await c.put(
+        "/v1/items",
+        json=[{"item_id": "mug", "title": "Mug", "category": "kitchen", "available": True}],
+        headers=h,
+    )
+    assert back.status_code == 200
+    await shop.ctx.campaigns.runner.tick()
+    await shop.ctx.messaging.sender.run_once("w")
+    assert set(recipients_at(shop.smtp)) == {"p001@example.test"}
+    assert await featured_in(shop, "p001") == ["Mug"]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from service.errors import FieldProblem, InvalidInput
 from service.messaging.channels import SOCIAL_CHANNELS
@@ -19,6 +19,12 @@ USER_CHANNELS = ("email", "push")
 CampaignChannel = Literal["email", "push", "x", "weibo", "wechat", "facebook", "webhook"]
 DEFAULT_TEMPLATES = {"email": "recommended_for_you", "push": "recommended_for_you"}
 DEFAULT_SOCIAL_TEMPLATE = "featured_items"
+FLOW_TEMPLATES = {  # shipped for email and push
+    "abandoned_cart": "abandoned_cart",
+    "browse_abandonment": "recommended_for_you",
+    "back_in_stock": "back_in_stock",
+    "post_purchase": "recommended_for_you",
+}
 MAIN_VARIANT = "main"
 Clock = Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM, local time")]
 VariantName = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -39,6 +45,21 @@ class SendWindow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     end: Clock
 
 
+TriggerType = Literal["abandoned_cart", "browse_abandonment", "back_in_stock", "post_purchase"]
+
+
+class Trigger(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A flow fired by what users do (see service.campaigns.flows)."""
+
+    type: TriggerType
+    after_hours: Annotated[float, msgspec.Meta(ge=0, le=720, description="wait after the event")] = 4.0
+    dedupe_days: Annotated[float, msgspec.Meta(gt=0, le=365, description="one message per user per")] = 7.0
+    min_views: Annotated[int, msgspec.Meta(ge=1, le=100, description="browse abandonment")] = 3
+    lookback_days: Annotated[
+        float, msgspec.Meta(gt=0, le=365, description="back in stock: viewed within")
+    ] = 30.0
+
+
 class CampaignIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Text
     channels: Annotated[list[CampaignChannel], msgspec.Meta(min_length=1, max_length=7)]
@@ -56,6 +77,7 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     frequency_cap: bool = True  # counts against, and is held back by, the global cap
     error_budget: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
     attribution_days: Annotated[int, msgspec.Meta(ge=1, le=60)] = 5
+    trigger: Trigger | None = None  # a triggered flow instead of a one-off or recurring send
     locale: Annotated[
         str, msgspec.Meta(max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")
     ] = "en"
@@ -72,6 +94,8 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 return v.templates[channel]
         if channel in self.templates:
             return self.templates[channel]
+        if self.trigger is not None and channel in USER_CHANNELS:
+            return FLOW_TEMPLATES[self.trigger.type]
         return DEFAULT_TEMPLATES.get(channel, DEFAULT_SOCIAL_TEMPLATE)
 
     def zone(self) -> ZoneInfo:
@@ -82,7 +106,14 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         problems: list[FieldProblem] = []
         if len(set(self.channels)) != len(self.channels):
             problems.append(FieldProblem("channels", "a channel is listed twice"))
-        if self.user_channels() and self.audience_id is None and self.audience is None:
+        if self.trigger is not None:
+            if self.social_channels():
+                problems.append(
+                    FieldProblem("channels", "triggered flows send email or push, not social posts")
+                )
+            if self.send_at is not None or self.cron is not None:
+                problems.append(FieldProblem("trigger", "a flow runs from events: no send_at or cron"))
+        elif self.user_channels() and self.audience_id is None and self.audience is None:
             problems.append(
                 FieldProblem("audience", "email and push campaigns need an audience_id or audience rules")
             )
@@ -117,7 +148,7 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                         )
         try:
             self.zone()
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             problems.append(FieldProblem("timezone", f"{self.timezone!r} is not an IANA time zone"))
         if self.send_window is not None and self.send_window.start == self.send_window.end:
             problems.append(FieldProblem("send_window", "start and end must differ"))
@@ -180,7 +211,7 @@ def zone_of(name: str | None, fallback: ZoneInfo) -> ZoneInfo:
         return fallback
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory
         return fallback
 
 

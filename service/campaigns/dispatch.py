@@ -113,7 +113,7 @@ class Dispatcher:
                 str(d.payload["template"]),
                 d.channel,
                 key=d.key,
-                item_ids=list(definition.items),
+                item_ids=self._featured(d, definition),
                 recommendations=definition.recommendations,
                 campaign={"id": campaign_id, "name": name, "variant": variant},
             )
@@ -122,6 +122,14 @@ class Dispatcher:
             return None, f"render_failed: {detail}"
         payload: dict[str, Any] = rendered.payload
         return dataclasses.replace(d, payload=payload), ""
+
+    def _featured(self, d: Delivery, definition: CampaignIn) -> list[str]:
+        """The campaign's items, or what a flow fired about (items gone from the catalog dropped)."""
+        wanted = d.payload.get("items")
+        if wanted is None:
+            return list(definition.items)
+        catalog = self.composer.answers.state.catalog
+        return [i for i in wanted if catalog.get(i) is not None]
 
     async def _suppressed(self, user_ids: list[str]) -> set[str]:
         async with self.engine.connect() as conn:

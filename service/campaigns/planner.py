@@ -154,7 +154,12 @@ class Planner:
         return not finished
 
     async def _decide(self, campaign: Campaign, chosen: list[str], now: datetime) -> list[Decision]:
-        definition = campaign.definition
+        return await self.decisions(campaign.id, campaign.definition, chosen, now)
+
+    async def decisions(
+        self, campaign_id: int, definition: CampaignIn, chosen: list[str], now: datetime
+    ) -> list[Decision]:
+        """What becomes of each of `chosen` on each of the campaign's user channels."""
         recipients = await load_recipients(self.engine, self.cipher, chosen)
         suppressed, recent = await self._holds(chosen, now)
         cap = self.settings.frequency_cap
@@ -162,7 +167,7 @@ class Planner:
         for recipient in recipients:
             for channel in definition.user_channels():
                 d = decide(
-                    campaign.id,
+                    campaign_id,
                     definition,
                     recipient,
                     channel,
@@ -229,6 +234,56 @@ class Planner:
             )
         return posts
 
+    def rows(
+        self,
+        campaign_id: int,
+        run: int,
+        definition: CampaignIn,
+        decisions: list[Decision],
+        now: datetime,
+        items: dict[str, list[str]] | None = None,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(campaign_recipients rows, deliveries rows) for `decisions` (`items`: featured per user)."""
+        recipients = [
+            {
+                "campaign_id": campaign_id,
+                "run": run,
+                "user_id": d.user_id,
+                "channel": d.channel,
+                "variant": d.variant,
+                "outcome": d.outcome,
+                "reason": d.reason,
+                "planned_at": now,
+            }
+            for d in decisions
+        ]
+        outgoing = []
+        for d in decisions:
+            if d.outcome != "treated":
+                continue
+            template = definition.template_for(d.channel, d.variant)
+            payload: dict[str, Any] = {
+                "render": True,
+                "campaign": campaign_id,
+                "run": run,
+                "variant": d.variant,
+                "template": template,
+            }
+            if items is not None:
+                payload["items"] = items.get(d.user_id, [])
+            delivery = NewDelivery(
+                delivery_key(campaign_id, run, d.user_id, d.channel),
+                "campaign",
+                d.channel,
+                payload,
+                user_id=d.user_id,
+                template=template,
+                not_before=d.not_before,
+                campaign_id=campaign_id,
+            )
+            outgoing.append(self.outbox.values(delivery, now))
+        return recipients, outgoing
+
     async def _write(
         self,
         campaign: Campaign,
@@ -238,27 +293,8 @@ class Planner:
         finished: bool,
         now: datetime,
     ) -> None:
-        definition = campaign.definition
-        new = social + [
-            NewDelivery(
-                delivery_key(campaign.id, campaign.run, d.user_id, d.channel),
-                "campaign",
-                d.channel,
-                {
-                    "render": True,
-                    "campaign": campaign.id,
-                    "run": campaign.run,
-                    "variant": d.variant,
-                    "template": definition.template_for(d.channel, d.variant),
-                },
-                user_id=d.user_id,
-                template=definition.template_for(d.channel, d.variant),
-                not_before=d.not_before,
-                campaign_id=campaign.id,
-            )
-            for d in decisions
-            if d.outcome == "treated"
-        ]
+        recipients, outgoing = self.rows(campaign.id, campaign.run, campaign.definition, decisions, now)
+        outgoing += [self.outbox.values(d, now) for d in social]
         c = campaigns.c
         previous = (
             c.plan_cursor.is_(None) if campaign.plan_cursor is None else c.plan_cursor == campaign.plan_cursor
@@ -271,22 +307,7 @@ class Planner:
             )
             if moved.rowcount != 1:
                 raise PlanRaced(f"campaign {campaign.id}: planned by another worker, or paused")
-            if decisions:
-                await conn.execute(
-                    insert(campaign_recipients),
-                    [
-                        {
-                            "campaign_id": campaign.id,
-                            "run": campaign.run,
-                            "user_id": d.user_id,
-                            "channel": d.channel,
-                            "variant": d.variant,
-                            "outcome": d.outcome,
-                            "reason": d.reason,
-                            "planned_at": now,
-                        }
-                        for d in decisions
-                    ],
-                )
-            if new:
-                await conn.execute(insert(deliveries), [self.outbox.values(d, now) for d in new])
+            if recipients:
+                await conn.execute(insert(campaign_recipients), recipients)
+            if outgoing:
+                await conn.execute(insert(deliveries), outgoing)

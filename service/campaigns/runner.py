@@ -3,7 +3,8 @@
 1. scheduled campaigns whose run is due start it (one worker wins the conditional UPDATE);
 2. running campaigns not fully planned are planned, chunk by chunk (see `planner`);
 3. running campaigns fully planned with nothing left to send complete (a cron campaign is
-   scheduled for its next slot instead).
+   scheduled for its next slot instead);
+4. running flows (triggered campaigns) are evaluated over the events since their watermark.
 
 Sending is the delivery loop's job (`Sender.run`), which claims the planned rows like any other.
 """
@@ -15,6 +16,7 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
+from service.campaigns.flows import Flows
 from service.campaigns.planner import Planner, PlanRaced
 from service.campaigns.store import CampaignStore
 from service.errors import ShopcastError
@@ -23,9 +25,10 @@ log = logging.getLogger(__name__)
 
 
 class CampaignRunner:
-    def __init__(self, store: CampaignStore, planner: Planner, tick_seconds: float) -> None:
+    def __init__(self, store: CampaignStore, planner: Planner, flows: Flows, tick_seconds: float) -> None:
         self.store = store
         self.planner = planner
+        self.flows = flows
         self.tick_seconds = tick_seconds
 
     async def tick(self, stop: asyncio.Event | None = None) -> None:
@@ -38,6 +41,9 @@ class CampaignRunner:
             ):
                 log.info("campaign %d: run %d started", campaign.id, campaign.run + 1)
         for campaign in await self.store.with_status("running"):
+            if campaign.definition.trigger is not None:  # a flow runs until paused or cancelled
+                await self.flows.evaluate(campaign)
+                continue
             if campaign.planned:
                 if await self.store.finish_run(campaign):
                     log.info("campaign %d: run %d finished", campaign.id, campaign.run)

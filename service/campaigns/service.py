@@ -15,6 +15,7 @@ from service.campaigns import audiences as rules
 from service.campaigns import report as reports
 from service.campaigns.definition import CampaignIn
 from service.campaigns.dispatch import Dispatcher
+from service.campaigns.flows import Flows
 from service.campaigns.planner import Planner, decide
 from service.campaigns.runner import CampaignRunner
 from service.campaigns.store import Campaign, CampaignStore
@@ -63,7 +64,8 @@ class Campaigns:
             engine, cipher, self.store, messaging.store, messaging.composer, serving, settings.campaigns
         )
         self.dispatcher = Dispatcher(engine, cipher, self.store, messaging.composer, settings.campaigns)
-        self.runner = CampaignRunner(self.store, self.planner, settings.campaigns.tick_seconds)
+        self.flows = Flows(engine, self.store, self.planner, messaging.composer.answers)
+        self.runner = CampaignRunner(self.store, self.planner, self.flows, settings.campaigns.tick_seconds)
 
     def attach(self) -> None:
         """Let the delivery loop render campaign messages and watch their error budgets."""

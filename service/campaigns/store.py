@@ -57,6 +57,7 @@ class Campaign:
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    trigger_state: dict[str, Any] | None = None
 
 
 def _campaign(row: Any) -> Campaign:
@@ -76,6 +77,7 @@ def _campaign(row: Any) -> Campaign:
         completed_at=m["completed_at"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        trigger_state=m["trigger_state"],
     )
 
 

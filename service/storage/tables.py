@@ -273,6 +273,7 @@ campaigns = Table(
     Column("plan_cursor", String(128)),
     Column("planned", Boolean, nullable=False, default=False),
     Column("status_reason", Text),
+    Column("trigger_state", JSON),  # a flow's watermark and what it saw last (back in stock)
     Column("completed_at", UtcDateTime()),
     *_timestamps(),
     Index(None, "status"),

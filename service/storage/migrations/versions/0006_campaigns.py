@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column("plan_cursor", sa.String(length=128), nullable=True),
         sa.Column("planned", sa.Boolean(), nullable=False),
         sa.Column("status_reason", sa.Text(), nullable=True),
+        sa.Column("trigger_state", sa.JSON(), nullable=True),
         _stamp("completed_at", nullable=True),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_campaigns")),
