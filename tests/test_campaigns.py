@@ -447,6 +447,14 @@ async def test_lifecycle_conflicts_and_bad_schedules_are_refused_clearly(shop: S
     )
     assert bad.status_code == 422
     assert bad.json()["extra"][0]["key"] == "send_at"
+    for field, value in (("cron", "0 0 31 2 *"), ("timezone", "America"), ("cron", "every day")):
+        refused = await c.post(
+            "/v1/campaigns",
+            json={"name": "x", "channels": ["email"], "audience": {"consent": "email"}, field: value},
+            headers=h,
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["extra"][0]["key"] == field
     nobody = await c.post("/v1/campaigns", json={"name": "x", "channels": ["email"]}, headers=h)
     assert nobody.status_code == 422
     assert nobody.json()["extra"][0]["key"] == "audience"

@@ -132,6 +132,11 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             problems.append(
                 FieldProblem("cron", f"{self.cron!r} is not a cron expression (e.g. '0 9 * * 1')")
             )
+        elif self.cron is not None:
+            try:
+                next_cron_slot(self.cron, now)
+            except (CroniterError, ValueError, OverflowError):
+                problems.append(FieldProblem("cron", f"{self.cron!r} never comes round"))
         if self.variants:
             names = [v.name for v in self.variants]
             if len(set(names)) != len(names):
