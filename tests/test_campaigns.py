@@ -736,3 +736,25 @@ async def test_back_in_stock_tells_those_who_wanted_the_item(shop: Shop) -> None
     await shop.ctx.messaging.sender.run_once("w")
     assert set(recipients_at(shop.smtp)) == {"p001@example.test"}
     assert await featured_in(shop, "p001") == ["Mug"]
+
+
+async def test_suppressed_and_hard_bounced_addresses_are_not_mailed_again(shop: Shop) -> None:
+    await add_people(shop, [person(n) for n in range(1, 5)])
+    c, h = shop.client, shop.headers
+    added = await c.post("/v1/suppressions", json={"emails": ["P001@example.test"]}, headers=h)
+    assert added.json() == {"changed": 1}
+    shop.smtp.answer_rcpt("550 5.1.1 <p002@example.test>: mailbox unknown")
+    first = await create(shop, audience={"consent": "email"})
+    await launch(shop, first["id"])
+    assert await drive(shop.ctx, first["id"]) == "completed"
+    assert (await report(shop, first["id"]))["funnel"]["skipped"] == {"suppressed": 1}
+    checked = await c.post(
+        "/v1/suppressions/check", json={"emails": ["p002@example.test", "p003@example.test"]}, headers=h
+    )
+    assert checked.json()["suppressed"] == {"p002@example.test": "hard_bounce", "p003@example.test": None}
+    second = await create(shop, audience={"consent": "email"}, name="again")
+    dry = (await c.post(f"/v1/campaigns/{second['id']}/dry-run", headers=h)).json()
+    assert dry["skipped"] == {"suppressed": 2}
+    removed = await c.post("/v1/suppressions/remove", json={"emails": ["p001@example.test"]}, headers=h)
+    assert removed.json() == {"changed": 1}
+    assert (await c.get("/v1/suppressions", headers=h)).json() == {"by_reason": {"hard_bounce": 1}}

@@ -13,10 +13,15 @@ from service.campaigns.schemas import (
     AudienceOut,
     CampaignOut,
     CampaignPreviewIn,
+    Changed,
     DryRunOut,
+    EmailsIn,
     EstimateIn,
     EstimateOut,
     Status,
+    SuppressIn,
+    SuppressionCheck,
+    SuppressionCounts,
     TestSendIn,
 )
 from service.context import Ctx
@@ -140,4 +145,28 @@ class CampaignsController(Controller):
         return await ctx.campaigns.report(campaign_id)
 
 
-CAMPAIGN_CONTROLLERS = [AudiencesController, CampaignsController]
+class SuppressionsController(Controller):
+    path = "/suppressions"
+    tags = ["campaigns"]
+    opt = WRITE
+
+    @get("/", operation_id="countSuppressions")
+    async def counts(self, ctx: Ctx) -> SuppressionCounts:
+        """How many addresses are suppressed, by reason (the list holds keyed hashes, not addresses)."""
+        return SuppressionCounts(by_reason=await ctx.messaging.suppressions.counts())
+
+    @post("/", operation_id="suppressEmails", status_code=200)
+    async def add(self, data: JSONBody[SuppressIn], ctx: Ctx) -> Changed:
+        """Never mail these addresses again (campaigns skip them as `suppressed`)."""
+        return Changed(changed=await ctx.messaging.suppressions.add(data.emails, data.reason))
+
+    @post("/check", operation_id="checkSuppressions", status_code=200)
+    async def check(self, data: JSONBody[EmailsIn], ctx: Ctx) -> SuppressionCheck:
+        return SuppressionCheck(suppressed=await ctx.messaging.suppressions.check(data.emails))
+
+    @post("/remove", operation_id="unsuppressEmails", status_code=200)
+    async def remove(self, data: JSONBody[EmailsIn], ctx: Ctx) -> Changed:
+        return Changed(changed=await ctx.messaging.suppressions.remove(data.emails))
+
+
+CAMPAIGN_CONTROLLERS = [AudiencesController, CampaignsController, SuppressionsController]

@@ -119,3 +119,24 @@ class DryRunOut(msgspec.Struct, kw_only=True):
 
 
 Status = Literal["draft", "scheduled", "running", "paused", "completed", "cancelled"]
+
+
+class SuppressIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    emails: Annotated[list[Address], msgspec.Meta(min_length=1, max_length=1_000)]
+    reason: Literal["staff", "complaint", "hard_bounce"] = "staff"
+
+
+class EmailsIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    emails: Annotated[list[Address], msgspec.Meta(min_length=1, max_length=1_000)]
+
+
+class Changed(msgspec.Struct, kw_only=True):
+    changed: int
+
+
+class SuppressionCheck(msgspec.Struct, kw_only=True):
+    suppressed: dict[str, str | None]  # address -> reason, or null when it may be mailed
+
+
+class SuppressionCounts(msgspec.Struct, kw_only=True):
+    by_reason: dict[str, int]

@@ -54,6 +54,7 @@ class Sender:
         self.on_stale_tokens = on_stale_tokens
         self.prepare: Preparer | None = None
         self.after_batch: AfterBatch | None = None
+        self.on_bounce: Callable[[str], Awaitable[None]] | None = None  # suppress the address
 
     async def deliver(self, d: Delivery) -> str:
         """Send one claimed row and record the result at once; returns its new status."""
@@ -79,6 +80,10 @@ class Sender:
         stale = getattr(outcome, "stale_tokens", ())
         if stale and d.user_id and self.on_stale_tokens is not None:
             await self.on_stale_tokens(d.user_id, stale)
+        if isinstance(outcome, Failed) and outcome.bounced and self.on_bounce is not None:
+            address = d.payload.get("to")
+            if isinstance(address, str) and address:
+                await self.on_bounce(address)
         if isinstance(outcome, Unknown) and channel is not None and channel.resend_safe:
             outcome = Retry(outcome.reason)
         if isinstance(outcome, Sent):

@@ -24,6 +24,7 @@ from service.messaging.deliveries import Delivery, DeliveryStore, NewDelivery
 from service.messaging.links import LinkSigner
 from service.messaging.rendering import Renderer
 from service.messaging.sender import AfterBatch, Preparer, Sender
+from service.messaging.suppressions import Suppressions
 from service.messaging.templates import MessageTemplate, TemplateStore, default_templates_dir
 from service.security.crypto import PersonalDataCipher
 from service.serving.answers import Answers
@@ -60,6 +61,7 @@ class Messaging:
         self.signer = LinkSigner(settings.resolved_secret_key(), m.public_url)
         self.composer = Composer(self.templates, self.renderer, self.signer, answers, m)
         self.store = DeliveryStore(engine, cipher, m.max_attempts)
+        self.suppressions = Suppressions(engine, cipher)
         self.http = HttpClient(m.http_timeout_seconds)
         self._channels: dict[str, Channel] | None = None
         self._sender: Sender | None = None
@@ -80,7 +82,11 @@ class Messaging:
             )
             self._sender.prepare = self.prepare
             self._sender.after_batch = self.after_batch
+            self._sender.on_bounce = self._bounced
         return self._sender
+
+    async def _bounced(self, address: str) -> None:
+        await self.suppressions.add([address], "hard_bounce")
 
     async def _forget_tokens(self, user_id: str, tokens: tuple[str, ...]) -> None:
         await forget_push_tokens(self.engine, self.cipher, user_id, tokens)

@@ -32,6 +32,7 @@ class Retry:
 class Failed:
     reason: str
     stale_tokens: tuple[str, ...] = ()
+    bounced: bool = False  # the address does not exist (a hard bounce): suppress it
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,16 @@ class SmtpConfig:
         )
 
 
+HARD_BOUNCE_CODES = (550, 551, 553)
+
+
 def _by_code(code: int, message: str, stage: str) -> Outcome:
+    """4xx: retry; 5xx: failed, and a hard bounce when RCPT says the mailbox does not exist (5.1.x)."""
     text = f"SMTP {code} at {stage}: {message[:200]}"
-    return Retry(text) if code < 500 else Failed(text)
+    if code < 500:
+        return Retry(text)
+    bounced = stage == "RCPT" and code in HARD_BOUNCE_CODES and "5.1." in message
+    return Failed(text, bounced=bounced)
 
 
 class SmtpChannel:
