@@ -42,12 +42,16 @@ class _SmtpHandler:
         self.lock = threading.Lock()
         self.count = 0
         self.delay = 0.0  # seconds DATA waits before its answer (a slow server)
+        self.unknown_mailboxes: set[str] = set()  # RCPT answers 550 5.1.1 for these
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         with self.lock:
             answer = self.rcpt_answers.popleft() if self.rcpt_answers else None
+            unknown = address in self.unknown_mailboxes
+        if unknown:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         if answer:
             return answer
         envelope.rcpt_tos.append(address)

@@ -31,7 +31,7 @@ from service.messaging.compose import Composer, Recipient, load_recipients
 from service.messaging.deliveries import Attempt, Delivery
 from service.security.crypto import PersonalDataCipher
 from service.settings import CampaignSettings
-from service.storage.tables import campaigns, deliveries, suppressions, users
+from service.storage.tables import campaigns, deliveries
 
 log = logging.getLogger(__name__)
 DEFINITION_CACHE_SECONDS = 5.0
@@ -77,11 +77,10 @@ class Dispatcher:
         skipped: list[Attempt] = []
         user_ids = sorted({d.user_id for d in lazy if d.user_id})
         recipients = {r.user_id: r for r in await load_recipients(self.engine, self.cipher, user_ids)}
-        suppressed = await self._suppressed(user_ids)
         for d in lazy:
             await asyncio.sleep(0)  # let the other batch's sends make progress between renders
             recipient = recipients.get(d.user_id or "")
-            reason = self._still_wanted(d, recipient, suppressed)
+            reason = self._still_wanted(d, recipient)
             if reason is None and recipient is not None:
                 rendered, reason = await self._render(d, recipient)
                 if rendered is not None:
@@ -91,12 +90,12 @@ class Dispatcher:
         return ready, skipped
 
     @staticmethod
-    def _still_wanted(d: Delivery, recipient: Recipient | None, suppressed: set[str]) -> str | None:
+    def _still_wanted(d: Delivery, recipient: Recipient | None) -> str | None:
         if recipient is None:
             return "no_user: the user was erased after planning"
         if recipient.consents.get(CONSENT_OF.get(d.channel, d.channel)) is not True:
             return "no_consent: consent was withdrawn after planning"
-        if d.channel == "email" and recipient.user_id in suppressed:
+        if d.channel == "email" and recipient.suppressed:
             return "suppressed: the address is on the suppression list"
         return None
 
@@ -130,15 +129,6 @@ class Dispatcher:
             return list(definition.items)
         catalog = self.composer.answers.state.catalog
         return [i for i in wanted if catalog.get(i) is not None]
-
-    async def _suppressed(self, user_ids: list[str]) -> set[str]:
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(users.c.user_id).where(
-                    users.c.user_id.in_(user_ids), users.c.email_bidx.in_(select(suppressions.c.email_bidx))
-                )
-            )
-            return set(rows.scalars())
 
     # -- error budget --------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ from service.messaging.deliveries import DeliveryStore, NewDelivery
 from service.security.crypto import PersonalDataCipher
 from service.serving.state import ServingState
 from service.settings import CampaignSettings
-from service.storage.tables import campaign_recipients, campaigns, deliveries, suppressions, users
+from service.storage.tables import campaign_recipients, campaigns, deliveries, users
 
 log = logging.getLogger(__name__)
 CAPPED_STATUSES = ("pending", "sending", "held", "sent", "unknown")
@@ -78,7 +78,6 @@ def decide(
     recipient: Recipient,
     channel: str,
     *,
-    suppressed: bool,
     recent: int,
     cap: int,
     now: datetime,
@@ -91,7 +90,7 @@ def decide(
         reason = "no_address"
     elif recipient.consents.get(CONSENT_OF[channel]) is not True:
         reason = "no_consent"
-    elif channel == "email" and suppressed:
+    elif channel == "email" and recipient.suppressed:
         reason = "suppressed"
     elif definition.frequency_cap and cap and recent >= cap:
         reason = "capped"
@@ -161,7 +160,7 @@ class Planner:
     ) -> list[Decision]:
         """What becomes of each of `chosen` on each of the campaign's user channels."""
         recipients = await load_recipients(self.engine, self.cipher, chosen)
-        suppressed, recent = await self._holds(chosen, now)
+        recent = await self.recent_messages(chosen, now)
         cap = self.settings.frequency_cap
         decisions = []
         for recipient in recipients:
@@ -171,7 +170,6 @@ class Planner:
                     definition,
                     recipient,
                     channel,
-                    suppressed=recipient.user_id in suppressed,
                     recent=recent[recipient.user_id],
                     cap=cap,
                     now=now,
@@ -181,34 +179,25 @@ class Planner:
                 decisions.append(d)
         return decisions
 
-    async def _holds(self, chosen: list[str], now: datetime) -> tuple[set[str], Counter[str]]:
-        """Users whose address is suppressed, and each user's recent marketing messages."""
+    async def recent_messages(self, chosen: list[str], now: datetime) -> Counter[str]:
+        """Each user's marketing messages within the frequency cap's period."""
+        recent: Counter[str] = Counter()
+        if not self.settings.frequency_cap:
+            return recent
         since = now - timedelta(days=self.settings.frequency_days)
         async with self.engine.connect() as conn:
-            suppressed = set(
-                (
-                    await conn.execute(
-                        select(users.c.user_id).where(
-                            users.c.user_id.in_(chosen),
-                            users.c.email_bidx.in_(select(suppressions.c.email_bidx)),
-                        )
-                    )
-                ).scalars()
-            )
-            recent: Counter[str] = Counter()
-            if self.settings.frequency_cap:
-                rows = await conn.execute(
-                    select(deliveries.c.user_id, func.count())
-                    .where(
-                        deliveries.c.user_id.in_(chosen),
-                        deliveries.c.kind == "campaign",
-                        deliveries.c.created_at >= since,
-                        deliveries.c.status.in_(CAPPED_STATUSES),
-                    )
-                    .group_by(deliveries.c.user_id)
+            rows = await conn.execute(
+                select(deliveries.c.user_id, func.count())
+                .where(
+                    deliveries.c.user_id.in_(chosen),
+                    deliveries.c.kind == "campaign",
+                    deliveries.c.created_at >= since,
+                    deliveries.c.status.in_(CAPPED_STATUSES),
                 )
-                recent.update({uid: int(n) for uid, n in rows})
-        return suppressed, recent
+                .group_by(deliveries.c.user_id)
+            )
+            recent.update({uid: int(n) for uid, n in rows})
+        return recent
 
     async def _social_posts(self, campaign: Campaign) -> list[NewDelivery]:
         definition = campaign.definition

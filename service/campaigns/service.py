@@ -127,7 +127,7 @@ class Campaigns:
                     break
                 cursor = chosen[-1]
                 audience += len(chosen)
-                suppressed, recent = await self.planner._holds(chosen, now)
+                recent = await self.planner.recent_messages(chosen, now)
                 for recipient in await load_recipients(self.engine, self.cipher, chosen):
                     for channel in definition.user_channels():
                         d = decide(
@@ -135,7 +135,6 @@ class Campaigns:
                             definition,
                             recipient,
                             channel,
-                            suppressed=recipient.user_id in suppressed,
                             recent=recent[recipient.user_id],
                             cap=self.settings.frequency_cap,
                             now=now,

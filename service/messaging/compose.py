@@ -35,7 +35,7 @@ from service.security.crypto import PersonalDataCipher
 from service.serving.answers import Answers, Filters
 from service.serving.catalog_view import ItemInfo
 from service.settings import MessagingSettings
-from service.storage.tables import user_consents, users
+from service.storage.tables import suppressions, user_consents, users
 
 PUSH_TITLE_LIMIT = 65
 PUSH_BODY_LIMIT = 240
@@ -58,6 +58,7 @@ class Recipient:
     timezone: str | None
     attributes: dict[str, Any]
     consents: dict[str, bool] = field(default_factory=dict)
+    suppressed: bool = False  # the email address is on the suppression list
 
     @property
     def first_name(self) -> str | None:
@@ -80,8 +81,9 @@ async def load_recipients(
     engine: AsyncEngine, cipher: PersonalDataCipher, user_ids: list[str]
 ) -> list[Recipient]:
     """The recipients among `user_ids` that exist, contact points decrypted (two queries in all)."""
+    suppressed = users.c.email_bidx.in_(select(suppressions.c.email_bidx)).label("suppressed")
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(users).where(users.c.user_id.in_(user_ids)))).all()
+        rows = (await conn.execute(select(users, suppressed).where(users.c.user_id.in_(user_ids)))).all()
         consent_rows = await conn.execute(
             select(user_consents.c.user_id, user_consents.c.channel, user_consents.c.granted).where(
                 user_consents.c.user_id.in_(user_ids)
@@ -118,6 +120,7 @@ def _recipient(row: Any, cipher: PersonalDataCipher, consents: dict[str, bool]) 
         timezone=m["timezone"],
         attributes=dict(m["attributes"] or {}),
         consents=consents,
+        suppressed=bool(m["suppressed"]),
     )
 
 
