@@ -758,3 +758,44 @@ async def test_suppressed_and_hard_bounced_addresses_are_not_mailed_again(shop: 
     removed = await c.post("/v1/suppressions/remove", json={"emails": ["p001@example.test"]}, headers=h)
     assert removed.json() == {"changed": 1}
     assert (await c.get("/v1/suppressions", headers=h)).json() == {"by_reason": {"hard_bounce": 1}}
+
+
+async def test_ab_variants_split_the_treated_and_each_gets_its_own_template(shop: Shop) -> None:
+    await add_people(shop, [person(n) for n in range(1, 41)])
+    campaign = await create(
+        shop,
+        audience={"consent": "email"},
+        items=["honey"],
+        holdout=0.2,
+        variants=[
+            {"name": "A", "share": 0.5},
+            {"name": "B", "share": 0.5, "templates": {"email": "price_drop"}},
+        ],
+    )
+    await launch(shop, campaign["id"])
+    assert await drive(shop.ctx, campaign["id"]) == "completed"
+    subjects = Counter(
+        "price drop"
+        if "Price drop" in str(email.message_from_bytes(raw, policy=policy.default)["Subject"])
+        else "picked"
+        for _, _, raw in shop.smtp.messages
+    )
+    r = await report(shop, campaign["id"])
+    by_name = {v["name"]: v for v in r["variants"]}
+    assert set(by_name) == {"A", "B"}
+    assert by_name["A"]["recipients"] + by_name["B"]["recipients"] == r["lift"]["treated"]["users"]
+    assert subjects == Counter({"picked": by_name["A"]["sent"], "price drop": by_name["B"]["sent"]})
+    assert min(by_name["A"]["recipients"], by_name["B"]["recipients"]) >= 5
+    assert r["variant_test"] is not None
+    bad = await shop.client.post(
+        "/v1/campaigns",
+        json={
+            "name": "x",
+            "channels": ["email"],
+            "audience": {"consent": "email"},
+            "variants": [{"name": "A", "share": 0.5}, {"name": "B", "share": 0.4}],
+        },
+        headers=shop.headers,
+    )
+    assert bad.status_code == 422
+    assert bad.json()["extra"][0]["key"] == "variants"

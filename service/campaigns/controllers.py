@@ -120,13 +120,7 @@ class CampaignsController(Controller):
     async def preview(self, campaign_id: RowId, data: JSONBody[CampaignPreviewIn], ctx: Ctx) -> PreviewOut:
         """The message this user would get (a template needing a missing value fails here, named)."""
         rendered = await ctx.campaigns.preview(campaign_id, data.user_id, data.channel, data.variant)
-        return PreviewOut(
-            channel=rendered.channel,
-            template=rendered.template,
-            locale=rendered.locale,
-            parts=rendered.parts,
-            items=rendered.items,
-        )
+        return PreviewOut.of(rendered)
 
     @post("/{campaign_id:int}/test-send", operation_id="testSendCampaign", status_code=202)
     async def test_send(self, campaign_id: RowId, data: JSONBody[TestSendIn], ctx: Ctx) -> list[DeliveryOut]:

@@ -102,13 +102,7 @@ class MessagesController(Controller):
             recommendations=data.recommendations,
             locale=data.locale,
         )
-        return PreviewOut(
-            channel=rendered.channel,
-            template=rendered.template,
-            locale=rendered.locale,
-            parts=rendered.parts,
-            items=rendered.items,
-        )
+        return PreviewOut.of(rendered)
 
     @post("/send", operation_id="sendMessage", status_code=202)
     async def send(

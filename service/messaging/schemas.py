@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from service.messaging.compose import Rendered
 from service.messaging.deliveries import Delivery
 from service.messaging.templates import MessageTemplate
 from service.records.common import NO_NUL
@@ -80,6 +81,10 @@ class PreviewOut(msgspec.Struct, kw_only=True):
     locale: str
     parts: dict[str, str]
     items: list[str]
+
+    @classmethod
+    def of(cls, r: Rendered) -> PreviewOut:
+        return cls(channel=r.channel, template=r.template, locale=r.locale, parts=r.parts, items=r.items)
 
 
 class SendIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
