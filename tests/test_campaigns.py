@@ -799,3 +799,31 @@ async def test_ab_variants_split_the_treated_and_each_gets_its_own_template(shop
     )
     assert bad.status_code == 422
     assert bad.json()["extra"][0]["key"] == "variants"
+
+
+async def test_post_purchase_cross_sells_what_is_bought_together(shop: Shop) -> None:
+    from service.retraining import train_and_publish
+    from tests.test_serving import CONFIG, load_shop
+
+    await load_shop(shop.client, shop.headers)  # four taste groups; i4 belongs to group 0
+    _, version, _ = await train_and_publish(shop.ctx, None, CONFIG)
+    assert version is not None
+    await add_people(shop, [person(1)])
+    await flow(shop, "post_purchase")
+    await asyncio.sleep(0.01)
+    bought = await shop.client.post(
+        "/v1/events", json=[event("p001", "i4", "purchase", 0)], headers=shop.headers
+    )
+    assert bought.status_code == 200
+    await asyncio.sleep(0.01)
+    await shop.ctx.campaigns.runner.tick()
+    await shop.ctx.messaging.sender.run_once("w")
+    assert set(recipients_at(shop.smtp)) == {"p001@example.test"}
+    raw = shop.smtp.messages[0][2]
+    html = email.message_from_bytes(raw, policy=policy.default).get_body(("html",)).get_content()  # type: ignore[union-attr]
+    featured = {int(n) for n in __import__("re").findall(r"Item (\d+)", html)}
+    assert featured, "the cross-sell features items"
+    assert 4 not in featured, "not the item just bought"
+    assert sum(n % 4 == 0 for n in featured) >= len(featured) / 2, (
+        f"mostly bought together with i4: {featured}"
+    )
