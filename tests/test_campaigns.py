@@ -827,3 +827,27 @@ async def test_post_purchase_cross_sells_what_is_bought_together(shop: Shop) -> 
     assert sum(n % 4 == 0 for n in featured) >= len(featured) / 2, (
         f"mostly bought together with i4: {featured}"
     )
+
+
+async def test_a_batch_that_cannot_be_prepared_goes_back_to_pending_not_lost(shop: Shop) -> None:
+    await add_people(shop, [person(n) for n in range(1, 4)])
+    campaign = await create(shop, audience={"consent": "email"})
+    await launch(shop, campaign["id"])
+    await shop.ctx.campaigns.runner.tick()
+    sender = shop.ctx.messaging.sender
+    working = sender.prepare
+
+    async def database_away(batch: Any) -> Any:
+        raise ConnectionError("the database went away")
+
+    sender.prepare = database_away
+    assert await sender.run_once("w") == {"pending": 3}
+    async with shop.ctx.engine.connect() as conn:
+        rows = (await conn.execute(select(deliveries.c.status, deliveries.c.error))).all()
+    assert [status for status, _ in rows] == ["pending"] * 3
+    assert all("not prepared" in (error or "") for _, error in rows)
+    sender.prepare = working
+    async with shop.ctx.engine.begin() as conn:
+        await conn.execute(update(deliveries).values(next_attempt_at=datetime.now(UTC)))
+    assert await drive(shop.ctx, campaign["id"]) == "completed"
+    assert len(recipients_at(shop.smtp)) == 3

@@ -119,6 +119,9 @@ class Dispatcher:
         except (TemplateError, ShopcastError) as exc:
             detail = exc.detail if isinstance(exc, ShopcastError) else f"{type(exc).__name__}: {exc}"
             return None, f"render_failed: {detail}"
+        except (KeyError, TypeError, ValueError) as exc:  # a malformed row: skip it, keep the batch
+            log.exception("campaign %d: delivery %d could not be rendered", campaign_id, d.id)
+            return None, f"render_failed: {type(exc).__name__}"
         payload: dict[str, Any] = rendered.payload
         return dataclasses.replace(d, payload=payload), ""
 

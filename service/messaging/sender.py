@@ -128,7 +128,18 @@ class Sender:
         """
         results: list[Attempt] = []
         if self.prepare is not None:
-            batch, results = await self.prepare(batch)
+            try:
+                batch, results = await self.prepare(batch)
+            except Exception as exc:  # nothing was sent: give the rows back rather than lose them
+                log.warning("preparing a batch failed (%s); its rows go back to pending", type(exc).__name__)
+                retry_at = now() + timedelta(seconds=self.settings.backoff_seconds)
+                await self._store(
+                    [
+                        Attempt(d, "pending", f"not prepared: {type(exc).__name__}", None, retry_at)
+                        for d in batch
+                    ]
+                )
+                return {"pending": len(batch)}
         slots = asyncio.Semaphore(max(1, self.settings.concurrency))
 
         async def one(d: Delivery) -> Attempt:
