@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from email import policy
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import delete, select, update
@@ -232,7 +234,7 @@ async def test_a_campaign_runs_on_email_push_and_social_and_reports_what_happene
     at_server = recipients_at(shop.smtp)
     assert set(at_server) == mailed
     assert max(at_server.values()) == 1
-    pushed = {t for call in shop.providers.calls["fcm"] for t in [call["message"]["token"]]}
+    pushed = {call["message"]["token"] for call in shop.providers.calls["fcm"]}
     assert pushed == {f"tok-{int(p['user_id'][1:])}" for p in people if p["user_id"] not in held}
     assert len(shop.providers.calls["x"]) == 1
 
@@ -331,8 +333,6 @@ async def test_the_frequency_cap_holds_across_campaigns(
 def test_send_windows_open_in_each_recipients_local_time() -> None:
     window = SendWindow(start="09:00", end="21:00")
     now = datetime(2026, 12, 4, 23, 30, tzinfo=UTC)  # Paris 00:30, Tokyo 08:30, New York 18:30
-    from zoneinfo import ZoneInfo
-
     assert next_send_time(window, ZoneInfo("America/New_York"), now) == now
     assert next_send_time(window, ZoneInfo("Asia/Tokyo"), now) == datetime(2026, 12, 5, 0, 0, tzinfo=UTC)
     assert next_send_time(window, ZoneInfo("Europe/Paris"), now) == datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
@@ -344,7 +344,7 @@ def test_send_windows_open_in_each_recipients_local_time() -> None:
 async def test_quiet_hours_delay_each_recipient_to_their_own_morning(shop: Shop) -> None:
     zones = ["Pacific/Kiritimati", "Pacific/Pago_Pago"]  # UTC+14 and UTC-11: never both awake
     await add_people(shop, [person(n, timezone=zones[n % 2]) for n in range(1, 5)])
-    local_now = {z: datetime.now(UTC).astimezone(__import__("zoneinfo").ZoneInfo(z)) for z in zones}
+    local_now = {z: datetime.now(UTC).astimezone(ZoneInfo(z)) for z in zones}
     campaign = await create(
         shop, audience={"consent": "email"}, send_window={"start": "09:00", "end": "10:00"}
     )
@@ -355,7 +355,7 @@ async def test_quiet_hours_delay_each_recipient_to_their_own_morning(shop: Shop)
     assert len(rows) == 4
     for user_id, due in rows:
         zone = zones[int(user_id[1:]) % 2]
-        local = due.astimezone(__import__("zoneinfo").ZoneInfo(zone))
+        local = due.astimezone(ZoneInfo(zone))
         if 9 <= local_now[zone].hour < 10:
             assert due <= datetime.now(UTC)
         else:
@@ -821,7 +821,7 @@ async def test_post_purchase_cross_sells_what_is_bought_together(shop: Shop) -> 
     assert set(recipients_at(shop.smtp)) == {"p001@example.test"}
     raw = shop.smtp.messages[0][2]
     html = email.message_from_bytes(raw, policy=policy.default).get_body(("html",)).get_content()  # type: ignore[union-attr]
-    featured = {int(n) for n in __import__("re").findall(r"Item (\d+)", html)}
+    featured = {int(n) for n in re.findall(r"Item (\d+)", html)}
     assert featured, "the cross-sell features items"
     assert 4 not in featured, "not the item just bought"
     assert sum(n % 4 == 0 for n in featured) >= len(featured) / 2, (

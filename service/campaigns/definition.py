@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import msgspec
 from croniter import CroniterError, croniter
 
 from service.errors import FieldProblem, InvalidInput
 from service.messaging.channels import SOCIAL_CHANNELS
+from service.messaging.compose import time_zone
 from service.messaging.schemas import ItemRef, TemplateName
 from service.records.common import NO_NUL
 
@@ -99,7 +100,8 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return DEFAULT_TEMPLATES.get(channel, DEFAULT_SOCIAL_TEMPLATE)
 
     def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+        """The zone for recipients without one of their own (UTC if the name is not a zone)."""
+        return time_zone(self.timezone) or ZoneInfo("UTC")
 
     def check(self, now: datetime) -> None:
         """Problems msgspec cannot see: audience, schedule, variants, time zone, channels."""
@@ -151,9 +153,7 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                                 f"variants[{n}].templates.{channel}", "not one of the campaign's channels"
                             )
                         )
-        try:
-            self.zone()
-        except (ZoneInfoNotFoundError, ValueError, OSError):
+        if time_zone(self.timezone) is None:
             problems.append(FieldProblem("timezone", f"{self.timezone!r} is not an IANA time zone"))
         if self.send_window is not None and self.send_window.start == self.send_window.end:
             problems.append(FieldProblem("send_window", "start and end must differ"))
@@ -209,15 +209,6 @@ def next_send_time(window: SendWindow | None, zone: ZoneInfo, now: datetime) -> 
     if opening <= local:
         opening = datetime.combine(local.date() + timedelta(days=1), start, tzinfo=zone)
     return opening.astimezone(UTC)
-
-
-def zone_of(name: str | None, fallback: ZoneInfo) -> ZoneInfo:
-    if not name:
-        return fallback
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory
-        return fallback
 
 
 def next_cron_slot(cron: str, after: datetime) -> datetime:

@@ -152,11 +152,11 @@ class Flows:
         chosen = sorted(found)
         keep = set(chosen)
         rule = await self.store.rules_of(campaign.definition)
+        condition = await self.planner.compile(rule) if rule is not None else None
         async with self.engine.connect() as conn:
             for start in range(0, len(chosen), 1_000):
                 part = chosen[start : start + 1_000]
-                if rule is not None:
-                    condition = await self.planner.condition(campaign)
+                if condition is not None:
                     inside = set(
                         (
                             await conn.execute(
@@ -197,12 +197,7 @@ class Flows:
             if outgoing:
                 await conn.execute(insert(deliveries), outgoing)
         if outgoing:
-            log.info(
-                "campaign %d (%s): %d messages",
-                campaign.id,
-                definition.trigger.type if definition.trigger else "",
-                len(outgoing),
-            )
+            log.info("campaign %d (flow): %d messages", campaign.id, len(outgoing))
         return len(outgoing)
 
 

@@ -32,10 +32,9 @@ from service.campaigns.definition import (
     in_holdout,
     next_send_time,
     variant_of,
-    zone_of,
 )
 from service.campaigns.store import Campaign, CampaignStore
-from service.messaging.compose import Composer, Recipient, load_recipients
+from service.messaging.compose import Composer, Recipient, load_recipients, time_zone
 from service.messaging.deliveries import DeliveryStore, NewDelivery
 from service.security.crypto import PersonalDataCipher
 from service.serving.state import ServingState
@@ -98,7 +97,7 @@ def decide(
         return Decision(recipient.user_id, channel, variant, "skipped", reason)
     if in_holdout(campaign_id, recipient.user_id, definition.holdout):
         return Decision(recipient.user_id, channel, variant, "holdout")
-    zone = zone_of(recipient.timezone, definition.zone())
+    zone = time_zone(recipient.timezone) or definition.zone()
     when = next_send_time(definition.send_window, zone, now)
     return Decision(recipient.user_id, channel, variant, "treated", not_before=when)
 
@@ -123,15 +122,28 @@ class Planner:
         self.settings = settings
         self._compiled: dict[tuple[int, int], Any] = {}
 
+    async def compile(self, rule: rules.Rule) -> Any:
+        """`rule` as one SQL condition on users, as of now (affinity reads the served model)."""
+        compiler = await rules.compiler(self.engine, self.serving.model, rule)
+        return compiler.condition(rule)
+
     async def condition(self, campaign: Campaign) -> Any:
-        """The audience as one SQL condition, compiled once per run (affinity reads the model)."""
+        """The audience of the run being planned, compiled once for the whole run."""
         key = (campaign.id, campaign.run)
         if key not in self._compiled:
             rule = await self.store.rules_of(campaign.definition)
             assert rule is not None
-            compiler = await rules.compiler(self.engine, self.serving.model, rule)
-            self._compiled = {key: compiler.condition(rule)}
+            self._compiled = {key: await self.compile(rule)}
         return self._compiled[key]
+
+    async def audience_chunk(self, condition: Any, after: str | None) -> list[str]:
+        """The next `plan_chunk` user ids the condition selects, after `after` in id order."""
+        query = select(users.c.user_id).where(condition)
+        if after is not None:
+            query = query.where(users.c.user_id > after)
+        query = query.order_by(users.c.user_id).limit(self.settings.plan_chunk)
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
 
     async def plan_step(self, campaign: Campaign) -> bool:
         """Plan the next chunk of the current run; False once the run is fully planned."""
@@ -140,20 +152,12 @@ class Planner:
         social = await self._social_posts(campaign) if campaign.plan_cursor is None else []
         chosen: list[str] = []
         if definition.user_channels():
-            query = select(users.c.user_id).where(await self.condition(campaign))
-            if campaign.plan_cursor is not None:
-                query = query.where(users.c.user_id > campaign.plan_cursor)
-            query = query.order_by(users.c.user_id).limit(self.settings.plan_chunk)
-            async with self.engine.connect() as conn:
-                chosen = list((await conn.execute(query)).scalars())
-        decisions = await self._decide(campaign, chosen, now) if chosen else []
+            chosen = await self.audience_chunk(await self.condition(campaign), campaign.plan_cursor)
+        decisions = await self.decisions(campaign.id, definition, chosen, now) if chosen else []
         finished = len(chosen) < self.settings.plan_chunk
         cursor = chosen[-1] if chosen else (campaign.plan_cursor or "")
         await self._write(campaign, decisions, social, cursor, finished, now)
         return not finished
-
-    async def _decide(self, campaign: Campaign, chosen: list[str], now: datetime) -> list[Decision]:
-        return await self.decisions(campaign.id, campaign.definition, chosen, now)
 
     async def decisions(
         self, campaign_id: int, definition: CampaignIn, chosen: list[str], now: datetime

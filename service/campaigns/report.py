@@ -271,7 +271,7 @@ async def build(engine: AsyncEngine, campaign: Campaign, now: datetime | None = 
         attribution_days=definition.attribution_days,
         window_complete=now >= last_planned + window,
         audience=len(units),
-        planned=sum(statuses.get(s, 0) for s in statuses if s != "cancelled") if statuses else 0,
+        planned=sum(n for status, n in statuses.items() if status != "cancelled"),
         holdout=holdout.users,
         deliveries={str(k): int(v) for k, v in statuses.items()},
         skipped=dict(skipped),

@@ -16,11 +16,11 @@ from service.campaigns import report as reports
 from service.campaigns.definition import CampaignIn
 from service.campaigns.dispatch import Dispatcher
 from service.campaigns.flows import Flows
-from service.campaigns.planner import Planner, decide
+from service.campaigns.planner import Planner
 from service.campaigns.runner import CampaignRunner
 from service.campaigns.store import Campaign, CampaignStore
 from service.errors import BadParameter, InvalidInput
-from service.messaging.compose import Recipient, Rendered, load_recipients
+from service.messaging.compose import Recipient, Rendered
 from service.messaging.deliveries import Delivery, NewDelivery
 from service.messaging.service import Messaging
 from service.records.users import CONSENT_CHANNELS
@@ -76,9 +76,7 @@ class Campaigns:
 
     async def estimate(self, tree: dict[str, Any]) -> Estimate:
         """How many users the rules select now, and how many of them have consent per channel."""
-        rule = rules.parse(tree)
-        compiler = await rules.compiler(self.engine, self.serving.model, rule)
-        condition = compiler.condition(rule)
+        condition = await self.planner.compile(rules.parse(tree))
         async with self.engine.connect() as conn:
             total = (
                 await conn.execute(select(func.count()).select_from(users).where(condition))
@@ -107,46 +105,20 @@ class Campaigns:
         if definition.user_channels():
             rule = await self.store.rules_of(definition)
             assert rule is not None
-            compiler = await rules.compiler(self.engine, self.serving.model, rule)
-            condition = compiler.condition(rule)
+            condition = await self.planner.compile(rule)
             now = datetime.now(UTC)
-            cursor = ""
-            while True:
-                async with self.engine.connect() as conn:
-                    chosen = list(
-                        (
-                            await conn.execute(
-                                select(users.c.user_id)
-                                .where(condition, users.c.user_id > cursor)
-                                .order_by(users.c.user_id)
-                                .limit(self.settings.plan_chunk)
-                            )
-                        ).scalars()
-                    )
-                if not chosen:
-                    break
-                cursor = chosen[-1]
+            chosen = await self.planner.audience_chunk(condition, None)
+            while chosen:
                 audience += len(chosen)
-                recent = await self.planner.recent_messages(chosen, now)
-                for recipient in await load_recipients(self.engine, self.cipher, chosen):
-                    for channel in definition.user_channels():
-                        d = decide(
-                            campaign.id,
-                            definition,
-                            recipient,
-                            channel,
-                            recent=recent[recipient.user_id],
-                            cap=self.settings.frequency_cap,
-                            now=now,
-                        )
-                        if d.outcome == "treated":
-                            treated[channel] += 1
-                            recent[recipient.user_id] += 1
-                            delayed += int(d.not_before is not None and d.not_before > now)
-                        elif d.outcome == "holdout":
-                            holdout_users.add(recipient.user_id)
-                        else:
-                            skipped[d.reason or "unknown"] += 1
+                for d in await self.planner.decisions(campaign.id, definition, chosen, now):
+                    if d.outcome == "treated":
+                        treated[d.channel] += 1
+                        delayed += int(d.not_before is not None and d.not_before > now)
+                    elif d.outcome == "holdout":
+                        holdout_users.add(d.user_id)
+                    else:
+                        skipped[d.reason or "unknown"] += 1
+                chosen = await self.planner.audience_chunk(condition, chosen[-1])
         for channel in definition.social_channels():
             treated[channel] += 1
         return DryRun(audience, dict(treated), len(holdout_users), dict(skipped), delayed)

@@ -232,7 +232,7 @@ class CampaignStore:
         now = datetime.now(UTC)
         if definition.cron:
             return next_cron_slot(definition.cron, now)
-        return max(definition.send_at or now, now) if definition.send_at else now
+        return max(definition.send_at, now) if definition.send_at else now
 
     async def launch(self, campaign_id: int) -> Campaign:
         """Draft -> scheduled (its first run at send_at, the next cron slot, or now)."""
@@ -300,10 +300,9 @@ class CampaignStore:
 
     async def finish_run(self, campaign: Campaign) -> bool:
         """Running, fully planned and nothing left to send -> completed (or scheduled: cron)."""
-        at = datetime.now(UTC)
-        left = await self.unsent(campaign.id)
-        if not campaign.planned or left:
+        if not campaign.planned or await self.unsent(campaign.id):
             return False
+        at = datetime.now(UTC)
         values: dict[str, Any] = {"updated_at": at}
         if campaign.definition.cron:
             values.update(status="scheduled", next_run_at=next_cron_slot(campaign.definition.cron, at))

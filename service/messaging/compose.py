@@ -213,7 +213,7 @@ class Composer:
                 "timezone": recipient.timezone,
                 "attributes": recipient.attributes,
             }
-            tz = _zone(recipient.timezone)
+            tz = time_zone(recipient.timezone)
         currency = next((i["currency"] for i in rendered_items if i["currency"]), None)
         return {
             "user": user,
@@ -350,7 +350,8 @@ class Composer:
         )
 
 
-def _zone(name: str | None) -> ZoneInfo | None:
+def time_zone(name: str | None) -> ZoneInfo | None:
+    """The IANA zone called `name`, or None for none or a name that is not one ("America")."""
     if not name:
         return None
     try:
