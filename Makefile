@@ -29,6 +29,7 @@ bench: $(STAMP)  ## about an hour: ingest, quality on ../shared/data, training a
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/messaging.py
 	$(BIN)/python bench/campaign.py
+	$(BIN)/python bench/analytics.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/quality.py --tune 120
 	$(BIN)/python bench/train_scale.py --events 1000000,5000000,20000000

@@ -14,8 +14,10 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusController
 
 from service import __version__
+from service.analytics.controllers import AnalyticsController
 from service.campaigns.controllers import CAMPAIGN_CONTROLLERS
 from service.catalog.controllers import ItemsController
+from service.console.router import console_router
 from service.context import Context
 from service.errors import exception_handlers
 from service.ingest.controllers import EventsController
@@ -38,6 +40,7 @@ API_CONTROLLERS = [
     *SERVING_CONTROLLERS,
     *MESSAGING_CONTROLLERS,
     *CAMPAIGN_CONTROLLERS,
+    AnalyticsController,
 ]
 
 
@@ -72,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     api = Router("/v1", route_handlers=API_CONTROLLERS, middleware=[require_key], security=[{"bearer": []}])
     return Litestar(
-        route_handlers=[api, HealthController, MetricsController, LinksController],
+        route_handlers=[api, console_router(), HealthController, MetricsController, LinksController],
         dependencies={"ctx": Provide(provide_context, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=exception_handlers,

@@ -8,6 +8,7 @@ from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.campaigns.service import Campaigns
+from service.console.staff import StaffStore
 from service.messaging.service import Messaging
 from service.redis_link import RedisLink
 from service.security.crypto import PersonalDataCipher
@@ -31,6 +32,7 @@ class Context:
     answers: Answers
     messaging: Messaging
     campaigns: Campaigns
+    staff: StaffStore
 
     @classmethod
     def create(cls, settings: Settings) -> Context:
@@ -53,6 +55,7 @@ class Context:
             answers=answers,
             messaging=messaging,
             campaigns=campaigns,
+            staff=StaffStore(engine),
         )
 
     async def close(self) -> None:

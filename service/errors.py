@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
+from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
@@ -163,6 +165,15 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     return _render(exc.status_code, exc.detail, extra, dict(exc.headers or {}))
 
 
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A bug: logged with its type and where it happened (never its message: it may hold data)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-4:]
+    where = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+    handler = request.scope.get("route_handler")
+    log.error("unexpected %s in %s: %s", type(exc).__name__, getattr(handler, "handler_name", "?"), where)
+    return _render(500, "Internal Server Error", None, {})
+
+
 exception_handlers: ExceptionHandlersMap = {
     ShopcastError: handle_shopcast_error,
     OperationalError: handle_database_error,
@@ -171,4 +182,5 @@ exception_handlers: ExceptionHandlersMap = {
     PoolTimeoutError: handle_database_error,
     ConnectionError: handle_database_error,  # asyncpg raises these unwrapped on connect
     HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
 }

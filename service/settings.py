@@ -88,6 +88,7 @@ class ServingSettings:
     catalog_poll_seconds: float = 1.0
     rules_poll_seconds: float = 5.0
     trending_refresh_seconds: float = 60.0
+    served_flush_seconds: float = 10.0  # answers served per model version, for click-through
 
 
 @dataclass(frozen=True)

@@ -588,3 +588,14 @@ async def test_shopcast_worker_delivers_what_is_due_and_stops_cleanly(
     finally:
         await client.aclose()
         await ctx.close()
+
+
+async def test_a_user_id_with_a_control_character_is_refused_not_a_server_error(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    """Found by the OpenAPI fuzzer: `\\S` lets NUL through, and PostgreSQL refuses NUL in text."""
+    response = await client.post(
+        "/v1/messages/preview", json={"user_id": "a\x00b", "template": "x"}, headers=admin
+    )
+    assert response.status_code == 400
+    assert "user_id" in response.text

@@ -88,7 +88,9 @@ async def test_user_recommendations_have_the_documented_shape_and_skip_purchases
     assert body["user_id"] == "u5"
     assert body["model_version"] == served.serving.version
     assert body["strategy"] == "model"
-    assert len(body["recommendation_id"]) == 32
+    version, _, unique = body["recommendation_id"].partition(".")
+    assert version == served.serving.version
+    assert len(unique) == 32
     assert len(body["items"]) == 8
     first = body["items"][0]
     assert set(first) == {"item_id", "title", "price", "currency", "url", "image_url", "score", "source"}

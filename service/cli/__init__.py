@@ -11,6 +11,7 @@ from service.cli.importing import import_
 from service.cli.keys import keys
 from service.cli.recommend import recommend
 from service.cli.serve import serve
+from service.cli.staff import staff
 from service.cli.training import evaluate_command, models, train_command
 from service.cli.worker import worker
 
@@ -27,6 +28,7 @@ for command in (
     db,
     keys,
     import_,
+    staff,
     train_command,
     evaluate_command,
     models,

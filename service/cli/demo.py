@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -177,9 +178,24 @@ async def _simulate_activity(ctx: Context, campaign_id: int) -> None:
     say(f"simulated storefront activity after the send: {clicks} clicks, {purchases} purchases")
 
 
-def _instructions(key: str, base: str) -> str:
+DEMO_STAFF = "staff@demo.shopcast"
+
+
+async def demo_staff_login(ctx: Context) -> str:
+    """The demo's admin login for the console, with a password made up for this run."""
+    password = secrets.token_urlsafe(12)
+    if not await ctx.staff.set_password(DEMO_STAFF, password):
+        await ctx.staff.create(DEMO_STAFF, password, "admin", "Demo staff")
+    return password
+
+
+def _instructions(key: str, base: str, password: str) -> str:
     return f"""
 shopcast demo is ready: the Complete Journey sample shop (CC0) is imported.
+
+  Staff console: {base}/console
+    sign in as {DEMO_STAFF} with the password {password}
+    (made up for this run; `shopcast staff create` adds real staff)
 
   API key (scopes {DEMO_SCOPES}):
     export KEY={key}
@@ -212,6 +228,7 @@ def demo(click_ctx: click.Context, port: int, no_serve: bool) -> None:
     settings = settings_from_env()
     say(f"database: {settings.database.url}")
     key = run_with_context(settings, load_sample)
-    say(_instructions(key, f"http://127.0.0.1:{port}"))
+    password = run_with_context(settings, demo_staff_login)
+    say(_instructions(key, f"http://127.0.0.1:{port}", password))
     if not no_serve:
         click_ctx.invoke(serve, host="127.0.0.1", port=port, workers=1)

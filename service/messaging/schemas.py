@@ -23,7 +23,10 @@ Source = Annotated[str, msgspec.Meta(max_length=200_000, pattern=NO_NUL)]
 PartName = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z_]+$")]
 ItemRef = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 UserRef = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$")
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+    ),
 ]
 Recs = Annotated[
     int, msgspec.Meta(ge=0, le=50, description="recommended items added after the featured ones")

@@ -35,6 +35,7 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     price: NonNegative | None = None
     event_id: Id | None = None
     session_id: Id | None = None
+    recommendation_id: Id | None = None  # from the answer the item was shown in, for its click-through
 
 
 def event_row(record: EventIn, *, channels: tuple[str, ...], now: datetime | None = None) -> dict[str, Any]:
@@ -66,4 +67,5 @@ def event_row(record: EventIn, *, channels: tuple[str, ...], now: datetime | Non
         "quantity": record.quantity,
         "price": record.price,
         "session_id": record.session_id,
+        "recommendation_id": record.recommendation_id,
     }

@@ -49,8 +49,10 @@ _IDS = _Ids()
 os.register_at_fork(after_in_child=_IDS.reset)  # worker processes forked after import get their own
 
 
-def recommendation_id() -> str:
-    return _IDS.next()
+def recommendation_id(ctx: Context, model_version: str | None) -> str:
+    """The answer's id, `VERSION.UNIQUE`: a click reported with it tells which model earned it."""
+    ctx.serving.served.add(model_version)
+    return f"{model_version}.{_IDS.next()}" if model_version else _IDS.next()
 
 
 class RecommendedItem(msgspec.Struct):
@@ -127,8 +129,9 @@ def _filters(
     )
 
 
-def _body(answer: Answer, n: int) -> Recommendations:
-    return Recommendations(_items(answer, n), answer.model_version, recommendation_id(), answer.strategy)
+def _body(ctx: Context, answer: Answer, n: int) -> Recommendations:
+    version = answer.model_version
+    return Recommendations(_items(answer, n), version, recommendation_id(ctx, version), answer.strategy)
 
 
 def _items(answer: Answer, n: int) -> list[RecommendedItem]:
@@ -149,8 +152,9 @@ def _items(answer: Answer, n: int) -> list[RecommendedItem]:
 
 def _for_user(ctx: Context, user_id: str, n: int, filters: Filters, exclude: str) -> UserRecommendations:
     answer = ctx.answers.for_user(user_id, n, filters, exclude)
+    version = answer.model_version
     return UserRecommendations(
-        _items(answer, n), answer.model_version, recommendation_id(), answer.strategy, user_id=user_id
+        _items(answer, n), version, recommendation_id(ctx, version), answer.strategy, user_id=user_id
     )
 
 
@@ -181,7 +185,7 @@ class UserRecommendationsController(Controller):
     ) -> Recommendations:
         """What this user bought and is likely to buy again now (empty for users with no purchases)."""
         await ctx.serving.ensure_ready()
-        return _body(ctx.answers.buy_again(user_id, n, _filters(ctx, channel)), n)
+        return _body(ctx, ctx.answers.buy_again(user_id, n, _filters(ctx, channel)), n)
 
 
 class ItemRecommendationsController(Controller):
@@ -200,7 +204,7 @@ class ItemRecommendationsController(Controller):
     ) -> Recommendations:
         """The most engaged-with items in the window (wider windows, then the model, fill in)."""
         await ctx.serving.ensure_ready()
-        return _body(ctx.answers.trending(n, _filters(ctx, channel, category), window), n)
+        return _body(ctx, ctx.answers.trending(n, _filters(ctx, channel, category), window), n)
 
     @get("/{item_id:str}/similar", operation_id="similarItems")
     async def similar(
@@ -213,7 +217,7 @@ class ItemRecommendationsController(Controller):
         )
         if answer is None:
             raise NotFound(f"item {item_id!r} is neither in the catalog nor in the model")
-        return _body(answer, n)
+        return _body(ctx, answer, n)
 
     @get("/{item_id:str}/bought-together", operation_id="boughtTogether")
     async def bought_together(
@@ -224,7 +228,7 @@ class ItemRecommendationsController(Controller):
         answer = ctx.answers.similar(item_id, n, _filters(ctx, channel), ("co_purchase", "item_knn"))
         if answer is None:
             raise NotFound(f"item {item_id!r} is neither in the catalog nor in the model")
-        return _body(answer, n)
+        return _body(ctx, answer, n)
 
 
 class BatchRecommendationsController(Controller):
@@ -249,7 +253,7 @@ class BatchRecommendationsController(Controller):
         await ctx.serving.ensure_ready()
         events = [(e.item_id, e.event) for e in data.items]
         filters = Filters(channel=checked_channel(ctx, data.channel), category=data.category)
-        return _body(ctx.answers.for_session(events, data.n, filters, data.exclude), data.n)
+        return _body(ctx, ctx.answers.for_session(events, data.n, filters, data.exclude), data.n)
 
 
 SERVING_CONTROLLERS = [

@@ -27,6 +27,7 @@ from service.serving.catalog_view import CatalogView
 from service.serving.fresh import FreshEvents
 from service.serving.model import ServingModel
 from service.serving.rules import MerchRules
+from service.serving.served import ServedCounter
 from service.serving.trending import TrendingBoard
 from service.settings import ServingSettings
 from training.dataset import DEFAULT_EVENT_WEIGHTS
@@ -53,6 +54,7 @@ class ServingState:
         self._ready = False
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self.served = ServedCounter()
         self.rank_pending: Callable[[], Awaitable[int]] | None = None  # set by Answers
 
     @property
@@ -139,6 +141,7 @@ class ServingState:
             asyncio.create_task(self._every(every.trending_refresh_seconds, self._trending, "trending")),
             asyncio.create_task(self._listen_for_models()),
             asyncio.create_task(self._every(0.1, self._rank_fresh, "fresh rankings")),
+            asyncio.create_task(self._every(every.served_flush_seconds, self._flush_served, "served counts")),
         ]
 
     async def stop(self) -> None:
@@ -148,6 +151,8 @@ class ServingState:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        with contextlib.suppress(Exception):
+            await self.served.flush(self.engine)
 
     async def _fresh(self) -> None:
         await self.fresh.refresh(self.engine)
@@ -156,6 +161,9 @@ class ServingState:
         """Rank users with fresh events in batches until none is waiting."""
         while self.rank_pending is not None and await self.rank_pending():
             pass
+
+    async def _flush_served(self) -> None:
+        await self.served.flush(self.engine)
 
     async def _catalog(self) -> None:
         await self.catalog.refresh(self.engine)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     Index,
@@ -127,6 +128,7 @@ events = Table(
     Column("quantity", Float),
     Column("price", Money),
     Column("session_id", ID),
+    Column("recommendation_id", ID),  # the answer a storefront click came from (online CTR)
     Column("received_at", UtcDateTime(), nullable=False, server_default=func.now()),
     Index(None, "user_id", "occurred_at"),
     Index(None, "item_id"),
@@ -317,4 +319,121 @@ suppressions = Table(
     Column("email_bidx", String(64), primary_key=True),
     Column("reason", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False, server_default=func.now()),
+)
+
+
+# Daily roll-ups, kept in step with every event insert in the same statement or transaction
+# (service.analytics.rollups), so analytics read days, not events. Days are UTC; channel "" is
+# an event sent without one.
+item_daily = Table(
+    "item_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("item_id", ID, primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("views", Integer, nullable=False, default=0),
+    Column("clicks", Integer, nullable=False, default=0),
+    Column("carts", Integer, nullable=False, default=0),
+    Column("purchases", Integer, nullable=False, default=0),
+    Column("units", Float, nullable=False, default=0),
+    Column("revenue", Float, nullable=False, default=0),
+    Index(None, "item_id", "day"),  # one item's days: the "change against the period before"
+)
+
+# The same per ISO week (`week` is its Monday): a long period reads whole weeks from here and
+# only its ragged ends from item_daily, a few times fewer rows.
+item_weekly = Table(
+    "item_weekly",
+    metadata,
+    Column("week", Date, primary_key=True),
+    Column("item_id", ID, primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("views", Integer, nullable=False, default=0),
+    Column("clicks", Integer, nullable=False, default=0),
+    Column("carts", Integer, nullable=False, default=0),
+    Column("purchases", Integer, nullable=False, default=0),
+    Column("units", Float, nullable=False, default=0),
+    Column("revenue", Float, nullable=False, default=0),
+)
+
+# Totals per channel and day: revenue share, orders, events.
+channel_daily = Table(
+    "channel_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("events", Integer, nullable=False, default=0),
+    Column("purchases", Integer, nullable=False, default=0),
+    Column("revenue", Float, nullable=False, default=0),
+)
+
+# Each user's last active and last purchase day per channel: distinct active users and buyers
+# of any period that ends today, without counting distinct users over days.
+user_channel_latest = Table(
+    "user_channel_latest",
+    metadata,
+    Column("user_id", ID, primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("last_seen_day", Date, nullable=False),
+    Column("last_purchase_day", Date),
+)
+
+# Who was active where, per day: exact distinct users and buyers of any period.
+user_channel_daily = Table(
+    "user_channel_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("user_id", ID, primary_key=True),
+    Column("events", Integer, nullable=False, default=0),
+    Column("purchases", Integer, nullable=False, default=0),
+    Column("revenue", Float, nullable=False, default=0),
+)
+
+# Recommendations served per model version and day (flushed by each serving process), and the
+# storefront clicks reported with their recommendation id.
+recommendation_daily = Table(
+    "recommendation_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("model_version", String(64), primary_key=True),
+    Column("served", BigInteger, nullable=False, default=0),
+    Column("clicked", BigInteger, nullable=False, default=0),
+)
+
+# Staff who sign in to the console (/console): argon2 password hashes, a role each.
+# role: viewer (reads) < marketer (campaigns, templates, audiences) < admin (models, keys, staff)
+staff_users = Table(
+    "staff_users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("name", String(128)),
+    Column("password_hash", String(256), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False, server_default=func.now()),
+    Column("disabled_at", UtcDateTime()),
+)
+
+# Console sessions: the cookie carries a random token, the store only its SHA-256.
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("staff_id", Integer, nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+# Failed sign-ins per email (a hash of it, known account or not): each failure past the third
+# locks that email out for longer, so guessing slows to a crawl.
+staff_login_failures = Table(
+    "staff_login_failures",
+    metadata,
+    Column("email_hash", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("locked_until", UtcDateTime()),
+    Column("last_failed_at", UtcDateTime(), nullable=False),
 )

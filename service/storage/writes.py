@@ -15,6 +15,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.storage import rollups
 from service.storage.tables import items, user_consents, users
 
 
@@ -24,30 +25,34 @@ def _insert(conn: AsyncConnection, table: Table) -> Any:
 
 _EVENT_COLUMNS = (
     "event_id", "user_id", "item_id", "event", "occurred_at", "channel", "quantity", "price", "session_id",
+    "recommendation_id",
 )  # fmt: skip
+_COLUMN_LIST = ", ".join(_EVENT_COLUMNS)
 
-# PostgreSQL: the whole batch travels as one array per column, in one statement and one round trip.
-_PG_INSERT_EVENTS = """
+# PostgreSQL: the whole batch travels as one array per column, in one statement and one round
+# trip, which also adds the inserted rows (not the duplicates) to the daily roll-ups.
+_PG_INSERT_EVENTS = f"""
 WITH batch AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-        $6::text[], $7::float8[], $8::float8[], $9::text[]
-    ) AS t(event_id, user_id, item_id, event, occurred_at, channel, quantity, price, session_id)
+        $6::text[], $7::float8[], $8::float8[], $9::text[], $10::text[]
+    ) AS t({_COLUMN_LIST})
 ),
 inserted AS (
-    INSERT INTO events (event_id, user_id, item_id, event, occurred_at, channel, quantity, price, session_id)
+    INSERT INTO events ({_COLUMN_LIST})
     SELECT * FROM batch
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING 1
-)
+    RETURNING {_COLUMN_LIST}
+),
+{", ".join(f"rollup_{n} AS ({sql})" for n, sql in enumerate(rollups.statements("postgresql", "inserted")))}
 SELECT
     (SELECT count(*) FROM inserted),
     (SELECT count(*) FROM batch WHERE NOT EXISTS (SELECT 1 FROM items WHERE items.item_id = batch.item_id))
 """
 
 _SQLITE_INSERT_EVENT = (
-    "INSERT INTO events (event_id, user_id, item_id, event, occurred_at, channel, quantity, price,"
-    " session_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+    f"INSERT INTO events ({_COLUMN_LIST}, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (event_id) DO NOTHING"
 )
 
 
@@ -70,31 +75,35 @@ async def insert_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> tu
     if not rows:
         return 0, 0
     if conn.dialect.name == "postgresql":
-        arrays = tuple([row[column] for row in rows] for column in _EVENT_COLUMNS)
+        arrays = tuple([row.get(column) for row in rows] for column in _EVENT_COLUMNS)
         result = await conn.exec_driver_sql(_PG_INSERT_EVENTS, arrays)
         inserted, unknown = tuple(result.one())
         return int(inserted), int(unknown)
     before = (await conn.exec_driver_sql("SELECT total_changes()")).scalar_one()
+    last_id = (await conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM events")).scalar_one()
     received = _sqlite_time(datetime.now(UTC))
     await conn.exec_driver_sql(
         _SQLITE_INSERT_EVENT,
         [
             (
-                r["event_id"],
+                r.get("event_id"),
                 r["user_id"],
                 r["item_id"],
                 r["event"],
                 _sqlite_time(r["occurred_at"]),
-                r["channel"],
-                r["quantity"],
-                r["price"],
-                r["session_id"],
+                r.get("channel"),
+                r.get("quantity"),
+                r.get("price"),
+                r.get("session_id"),
+                r.get("recommendation_id"),
                 received,
             )
             for r in rows
         ],
     )
     inserted = (await conn.exec_driver_sql("SELECT total_changes()")).scalar_one() - before
+    if inserted:
+        await rollups.add_sqlite_events_above(conn, last_id)
     item_ids = msgspec.json.encode([r["item_id"] for r in rows]).decode()
     unknown = (await conn.exec_driver_sql(_SQLITE_COUNT_UNKNOWN_ITEMS, (item_ids,))).scalar_one()
     return int(inserted), int(unknown)

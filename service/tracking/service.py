@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.campaigns.planner import campaign_of_key
 from service.records.users import CONSENT_CHANNELS
-from service.storage.tables import events, message_events, user_consents, users
+from service.storage.tables import message_events, user_consents, users
+from service.storage.writes import insert_events
 
 
 def _message_event(
@@ -50,15 +51,8 @@ async def record_click(
     if not user_id or not item_id:
         return False
     async with engine.begin() as conn:
-        await conn.execute(
-            insert(events).values(
-                user_id=user_id,
-                item_id=item_id,
-                event="click",
-                occurred_at=datetime.now(UTC),
-                session_id=delivery_key[:128],
-            )
-        )
+        click = {"user_id": user_id, "item_id": item_id, "event": "click", "occurred_at": datetime.now(UTC)}
+        await insert_events(conn, [{**click, "session_id": delivery_key[:128]}])
         if delivery_key:
             await conn.execute(
                 insert(message_events).values(**_message_event("click", user_id, delivery_key, item_id))
