@@ -224,3 +224,93 @@ async def test_an_audience_built_from_rows_is_estimated_and_saved(
     assert saved.status_code == 303
     listed = (await client.get("/v1/audiences", headers=admin)).json()
     assert [(a["name"], a["rules"]) for a in listed] == [("emailable", {"all": [{"consent": "email"}]})]
+
+
+async def test_an_admin_creates_a_key_sees_it_once_and_revokes_it(client: Client, staff: Context) -> None:
+    await sign_in(client, "admin@shop.example")
+    token = csrf_of((await client.get("/console/keys")).text)
+    created = await client.post("/console/keys", data={"csrf_token": token, "name": "storefront",
+                                                       "scopes": ["recs:read", "events:write"]})  # fmt: skip
+    assert created.status_code == 200
+    secret = re.search(r'<code id="new-key">([^<]+)</code>', created.text)
+    assert secret, created.text[:2000]
+    headers = {"Authorization": f"Bearer {secret.group(1)}"}
+    assert (await client.get("/v1/items/trending", headers=headers)).status_code == 200
+    assert secret.group(1) not in (await client.get("/console/keys")).text  # shown once
+    key_id = re.search(r"/console/keys/(\d+)/revoke", created.text)
+    assert key_id
+    await client.post(f"/console/keys/{key_id.group(1)}/revoke", data={"csrf_token": token})
+    assert (await client.get("/v1/items/trending", headers=headers)).status_code == 401
+    bad = await client.post("/console/keys", data={"csrf_token": token, "name": "x", "scopes": "root"})
+    assert bad.status_code == 422
+    assert "unknown scope" in bad.text
+
+
+async def test_only_admins_roll_models_back_and_a_bad_version_is_explained(
+    client: Client, staff: Context
+) -> None:
+    await sign_in(client, "marketer@shop.example")
+    token = csrf_of((await client.get("/console/campaigns/new")).text)
+    refused = await client.post(
+        "/console/models/20260101T000000Z-abcdef/rollback", data={"csrf_token": token}
+    )
+    assert refused.status_code == 403
+    client.cookies.clear()
+    await sign_in(client, "admin@shop.example")
+    token = csrf_of((await client.get("/console/keys")).text)
+    answer = await client.post("/console/models/20260101T000000Z-abcdef/rollback", data={"csrf_token": token})
+    assert answer.status_code == 200
+    assert "Not rolled back" in answer.text
+
+
+async def test_a_template_with_a_syntax_error_is_not_saved_and_the_line_is_named(
+    client: Client, staff: Context
+) -> None:
+    await sign_in(client, "marketer@shop.example")
+    token = csrf_of((await client.get("/console/templates/edit?kind=push")).text)
+    form = {"csrf_token": token, "kind": "push", "name": "flash_sale", "part_title": "Sale",
+            "part_body": "line one\n{% if %}\n"}  # fmt: skip
+    refused = await client.post("/console/templates/save", data=form)
+    assert refused.status_code == 422
+    assert "line 2" in refused.text
+    form["part_body"] = "Hi {{ user.first_name | default('there') }}, 20% off today"
+    saved = await client.post("/console/templates/save", data=form)
+    assert saved.status_code == 200
+    assert "Saved as version 1" in saved.text
+    listed = await client.get("/console/templates")
+    assert "flash_sale" in listed.text
+
+
+async def test_a_marketer_previews_test_sends_dry_runs_and_pauses_a_campaign(
+    client: Client, staff: Context, admin
+) -> None:
+    users = [
+        {"user_id": f"u{n}", "email": f"u{n}@example.com", "consents": {"email": n != 2}} for n in range(4)
+    ]
+    await client.put("/v1/users", json=users, headers=admin)
+    await client.put("/v1/items", json=[{"item_id": "tea", "title": "Green tea", "price": 4}], headers=admin)
+    spec = {"name": "Tea", "channels": ["email"], "audience": {"attribute": "locale", "exists": False},
+            "items": ["tea"], "holdout": 0, "send_at": "2099-01-01T09:00:00Z"}  # fmt: skip
+    campaign_id = (await client.post("/v1/campaigns", json=spec, headers=admin)).json()["id"]
+    await staff.serving.refresh()  # the catalog, as the serving loop would within a second
+    await sign_in(client, "marketer@shop.example")
+    detail = await client.get(f"/console/campaigns/{campaign_id}")
+    hx = {"X-CSRF-Token": csrf_of(detail.text), "HX-Request": "true"}
+    preview = await client.post(
+        f"/console/campaigns/{campaign_id}/preview", data={"user_id": "u1"}, headers=hx
+    )
+    assert 'class="subject"' in preview.text
+    assert "Green tea" in preview.text  # in the iframe's srcdoc, escaped
+    to = {"addresses": "me@shop.example"}
+    sent = await client.post(f"/console/campaigns/{campaign_id}/test-send", data=to, headers=hx)
+    assert "email to test address: sent" in sent.text
+    dry = await client.post(f"/console/campaigns/{campaign_id}/dry-run", headers=hx)
+    assert "Would get it on email</th><td>3" in dry.text  # u2 has no consent
+    assert "Skipped: no consent</th><td>1" in dry.text
+    launched = await client.post(f"/console/campaigns/{campaign_id}/launch", headers=hx)
+    assert launched.status_code == 303
+    paused = await client.post(f"/console/campaigns/{campaign_id}/pause", headers=hx)
+    assert paused.status_code == 303
+    assert (await client.get(f"/v1/campaigns/{campaign_id}", headers=admin)).json()["status"] == "paused"
+    twice = await client.post(f"/console/campaigns/{campaign_id}/launch", headers=hx)
+    assert twice.status_code == 422  # a paused campaign cannot be launched again: said, not done

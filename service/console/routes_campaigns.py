@@ -8,7 +8,7 @@ API's: a problem is shown beside the form, naming the field, and nothing is save
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -17,7 +17,7 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect
 from sqlalchemy import select
 
-from service.campaigns.definition import CampaignIn
+from service.campaigns.definition import CampaignChannel, CampaignIn
 from service.console.web import PREFIX, PathText, RowId, page, signed_in
 from service.context import Context, Ctx
 from service.errors import InvalidInput, ShopcastError, problem_from_msgspec
@@ -26,7 +26,7 @@ from service.storage.tables import users
 
 Query = Annotated[str | None, QueryParameter(max_length=2_000)]
 Text = Annotated[str, QueryParameter(max_length=200)]
-CHANNELS = ("email", "push", "x", "weibo", "wechat", "facebook", "webhook")
+CHANNELS: tuple[str, ...] = get_args(CampaignChannel)
 FORM_FIELDS = ("name", "channels", "audience_id", "templates", "recommendations", "holdout", "send_at")
 RULE_ROWS = 5
 RULE_KINDS = ("", "event", "inactive_days", "last_purchase_channel", "consent", "attribute", "affinity")
@@ -63,11 +63,20 @@ async def campaigns_page(request: Request[Any, Any, Any], ctx: Ctx) -> Response[
     return page(ctx, "campaigns.html", session, campaigns=await ctx.campaigns.store.all())
 
 
+def _default(field: msgspec.structs.FieldInfo) -> Any:
+    if field.default is not msgspec.NODEFAULT:
+        return msgspec.to_builtins(field.default)
+    return field.default_factory() if field.default_factory is not msgspec.NODEFAULT else msgspec.NODEFAULT
+
+
 def _definition_form(definition: dict[str, Any]) -> dict[str, Any]:
-    """What the form shows: its own fields, and the rest as JSON ("more settings")."""
-    rest = {k: v for k, v in definition.items() if k not in FORM_FIELDS and k != "audience"}
-    if definition.get("audience") is not None:
-        rest["audience"] = definition["audience"]
+    """What the form shows: its own fields, and the other settings that are not defaults as JSON."""
+    defaults = {f.name: _default(f) for f in msgspec.structs.fields(CampaignIn)}
+    rest = {
+        k: v
+        for k, v in definition.items()
+        if k not in FORM_FIELDS and v != defaults.get(k, msgspec.NODEFAULT)
+    }
     return {
         "name": definition.get("name", ""),
         "channels": definition.get("channels", ["email"]),

@@ -74,9 +74,9 @@ async def login(request: Request[Any, Any, Any], ctx: Ctx) -> Response[Any]:
     target = _safe_next(str(form.get("next") or ""))
 
     def again(message: str, status: int) -> Response[str]:
-        response = page(ctx, "login.html", status=status, message=message, next=target, login_csrf=cookie,
-                        email=email)  # fmt: skip
-        return response
+        return page(
+            ctx, "login.html", status=status, message=message, next=target, login_csrf=cookie, email=email
+        )
 
     try:
         staff = await ctx.staff.sign_in(email, password)

@@ -322,6 +322,17 @@ suppressions = Table(
 )
 
 
+def _item_measures() -> list[Column[object]]:
+    counts = [
+        Column(name, Integer, nullable=False, default=0) for name in ("views", "clicks", "carts", "purchases")
+    ]
+    return [
+        *counts,
+        Column("units", Float, nullable=False, default=0),
+        Column("revenue", Float, nullable=False, default=0),
+    ]
+
+
 # Daily roll-ups, kept in step with every event insert in the same statement or transaction
 # (service.analytics.rollups), so analytics read days, not events. Days are UTC; channel "" is
 # an event sent without one.
@@ -331,12 +342,7 @@ item_daily = Table(
     Column("day", Date, primary_key=True),
     Column("item_id", ID, primary_key=True),
     Column("channel", String(32), primary_key=True),
-    Column("views", Integer, nullable=False, default=0),
-    Column("clicks", Integer, nullable=False, default=0),
-    Column("carts", Integer, nullable=False, default=0),
-    Column("purchases", Integer, nullable=False, default=0),
-    Column("units", Float, nullable=False, default=0),
-    Column("revenue", Float, nullable=False, default=0),
+    *_item_measures(),
     Index(None, "item_id", "day"),  # one item's days: the "change against the period before"
 )
 
@@ -348,12 +354,7 @@ item_weekly = Table(
     Column("week", Date, primary_key=True),
     Column("item_id", ID, primary_key=True),
     Column("channel", String(32), primary_key=True),
-    Column("views", Integer, nullable=False, default=0),
-    Column("clicks", Integer, nullable=False, default=0),
-    Column("carts", Integer, nullable=False, default=0),
-    Column("purchases", Integer, nullable=False, default=0),
-    Column("units", Float, nullable=False, default=0),
-    Column("revenue", Float, nullable=False, default=0),
+    *_item_measures(),
 )
 
 # Totals per channel and day: revenue share, orders, events.

@@ -22,6 +22,11 @@ def _count(name: str, kind: type[sa.types.TypeEngine] = sa.Integer) -> sa.Column
     return sa.Column(name, kind(), nullable=False)
 
 
+def _item_measures() -> list[sa.Column]:  # type: ignore[type-arg]
+    counts = [_count(name) for name in ("views", "clicks", "carts", "purchases")]
+    return [*counts, _count("units", sa.Float), _count("revenue", sa.Float)]
+
+
 def upgrade() -> None:
     op.add_column("events", sa.Column("recommendation_id", sa.String(length=128), nullable=True))
     op.create_table(
@@ -29,9 +34,7 @@ def upgrade() -> None:
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("item_id", sa.String(length=128), nullable=False),
         sa.Column("channel", sa.String(length=32), nullable=False),
-        *(_count(name) for name in ("views", "clicks", "carts", "purchases")),
-        _count("units", sa.Float),
-        _count("revenue", sa.Float),
+        *_item_measures(),
         sa.PrimaryKeyConstraint("day", "item_id", "channel", name=op.f("pk_item_daily")),
     )
     op.create_index(op.f("ix_item_daily_item_id_day"), "item_daily", ["item_id", "day"])
@@ -40,9 +43,7 @@ def upgrade() -> None:
         sa.Column("week", sa.Date(), nullable=False),
         sa.Column("item_id", sa.String(length=128), nullable=False),
         sa.Column("channel", sa.String(length=32), nullable=False),
-        *(_count(name) for name in ("views", "clicks", "carts", "purchases")),
-        _count("units", sa.Float),
-        _count("revenue", sa.Float),
+        *_item_measures(),
         sa.PrimaryKeyConstraint("week", "item_id", "channel", name=op.f("pk_item_weekly")),
     )
     op.create_table(
