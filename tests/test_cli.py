@@ -172,3 +172,29 @@ def test_import_explains_unknown_formats_and_missing_files(env: dict[str, str], 
     code, _, err = run(env, "import", "events", str(tmp_path / "missing.csv"))
     assert code == 1
     assert "no such file" in err
+
+
+def test_the_demo_moves_the_sample_forward_by_whole_weeks(tmp_path: Path) -> None:
+    import csv
+    import gzip
+    from datetime import UTC, datetime, timedelta
+
+    from service.cli.demo import SAMPLE, recent_copy
+
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    weeks = recent_copy(SAMPLE / "events.csv.gz", tmp_path / "events.csv.gz", now=now)
+    with (
+        gzip.open(SAMPLE / "events.csv.gz", "rt") as before,
+        gzip.open(tmp_path / "events.csv.gz", "rt") as after,
+    ):
+        old, new = list(csv.DictReader(before)), list(csv.DictReader(after))
+    assert len(new) == len(old)
+    first_old = datetime.fromisoformat(old[0]["timestamp"].replace("Z", "+00:00"))
+    first_new = datetime.fromisoformat(new[0]["timestamp"])
+    assert first_new - first_old == timedelta(weeks=weeks)
+    assert first_new.weekday() == first_old.weekday()
+    last = max(datetime.fromisoformat(row["timestamp"]) for row in new)
+    assert now - timedelta(days=7) < last <= now
+    assert {k: v for k, v in new[5].items() if k != "timestamp"} == {
+        k: v for k, v in old[5].items() if k != "timestamp"
+    }

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 import secrets
 import sys
+import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -32,6 +36,22 @@ FILES = (("items", "items.csv.gz"), ("users", "users.ndjson.gz"), ("events", "ev
 DEMO_SCOPES = "events:write,catalog:write,users:write,recs:read,campaigns:write,analytics:read"
 
 
+def recent_copy(source: Path, target: Path, now: datetime | None = None) -> int:
+    """Copy the sample's events moved forward by whole weeks (weekdays kept) to end in the last
+    seven days, so that trending items and analytics of recent periods have something to show.
+    Returns the number of weeks."""
+    with gzip.open(source, "rt", newline="") as file:
+        rows = list(csv.DictReader(file))
+    moments = [datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00")) for row in rows]
+    weeks = max(0, ((now or datetime.now(UTC)) - max(moments)).days // 7)
+    with gzip.open(target, "wt", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row, moment in zip(rows, moments, strict=True):
+            writer.writerow({**row, "timestamp": (moment + timedelta(weeks=weeks)).isoformat()})
+    return weeks
+
+
 async def load_sample(ctx: Context) -> str:
     """Import the sample once (a second run finds it there) and create a key for the demo."""
     async with ctx.engine.connect() as conn:
@@ -39,9 +59,13 @@ async def load_sample(ctx: Context) -> str:
     if stored:
         say(f"sample already imported ({stored} events)")
     else:
-        for kind, name in FILES:
-            report = await import_file(ctx, kind, str(SAMPLE / name), progress=True)
-            say(describe(report, kind, dry_run=False))
+        with tempfile.TemporaryDirectory() as scratch:
+            weeks = recent_copy(SAMPLE / "events.csv.gz", Path(scratch) / "events.csv.gz")
+            say(f"the sample's dates move forward {weeks} weeks, so that its last week is this one")
+            for kind, name in FILES:
+                path = Path(scratch) / name if kind == "events" else SAMPLE / name
+                report = await import_file(ctx, kind, str(path), progress=True)
+                say(describe(report, kind, dry_run=False))
     current = await registry_for(ctx).current()
     if current is None:
         say("training on the sample (about half a minute) ...")

@@ -76,6 +76,7 @@ def _environment(root: Path) -> Environment:
     env.globals.update(bars=charts.bars, prefix=PREFIX)
     env.filters["pct"] = lambda v, digits=1: NONE if v is None else f"{100 * v:.{digits}f}%"
     env.filters["money"] = lambda v: NONE if v is None else f"{v:,.2f}"
+    env.filters["change"] = lambda v: NONE if v is None else f"{100 * v:+.0f}%"
     return env
 
 
