@@ -26,7 +26,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,14 @@ def handle_data_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any
     return _render(422, "a value was refused by the database (invalid characters or range)", None, {})
 
 
+def handle_driver_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+    """Any other driver error: a value the database refused (SQLSTATE class 22) is the client's,
+    422; the rest (deadlock, shutdown, …) are the database's, 503."""
+    if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
+        return handle_data_error(request, exc)
+    return handle_database_error(request, exc)
+
+
 def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     extra = exc.extra if isinstance(exc.extra, list | dict) and exc.extra else None
     cause = exc.__cause__
@@ -174,13 +182,18 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return _render(500, "Internal Server Error", None, {})
 
 
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    ConnectionError,
+)
+
 exception_handlers: ExceptionHandlersMap = {
     ShopcastError: handle_shopcast_error,
-    OperationalError: handle_database_error,
-    InterfaceError: handle_database_error,
+    **dict.fromkeys(DATABASE_ERRORS, handle_database_error),  # asyncpg raises ConnectionError unwrapped
     DataError: handle_data_error,
-    PoolTimeoutError: handle_database_error,
-    ConnectionError: handle_database_error,  # asyncpg raises these unwrapped on connect
+    DBAPIError: handle_driver_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

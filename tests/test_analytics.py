@@ -163,6 +163,11 @@ async def test_analytics_needs_its_scope_and_checks_parameters(
     bad = await client.get("/v1/analytics/items", params={"until": "0001-01-01"}, headers=reader)
     assert bad.status_code == 400
     assert "until" in bad.text
+    bad = await client.get(
+        "/v1/analytics/items", params={"category": "te\x00a"}, headers=reader
+    )  # fuzzer's find
+    assert bad.status_code == 400
+    assert "category" in bad.text
 
 
 async def test_a_period_ending_today_counts_people_as_the_daily_rows_do(
@@ -205,3 +210,28 @@ async def test_a_month_adds_whole_weeks_and_the_days_around_them(
         2.0,
         100.0,
     )
+
+
+async def test_served_counts_that_cannot_be_written_wait_for_the_next_flush(
+    ctx: Context, shop: dict[str, str]
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from service.serving.served import ServedCounter
+    from service.settings import DatabaseSettings
+    from service.storage.engine import create_engine
+    from service.storage.tables import recommendation_daily
+
+    counter = ServedCounter()
+    counter.add("v9")
+    counter.add("v9")
+    counter.add(None)  # no model: nothing to count
+    away = create_engine(DatabaseSettings(url="sqlite+aiosqlite:////nonexistent/dir/shopcast.db"))
+    with pytest.raises(OperationalError):
+        await counter.flush(away)
+    await away.dispose()
+    counter.add("v9")
+    await counter.flush(ctx.engine)
+    async with ctx.engine.connect() as conn:
+        served = (await conn.execute(select(recommendation_daily.c.served))).scalars().all()
+    assert served == [3]

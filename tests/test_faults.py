@@ -80,3 +80,36 @@ async def test_database_unreachable_is_503_not_500(tmp_path: Path) -> None:
             assert (await client.get("/health/live")).status_code == 200
     finally:
         await app.state.ctx.close()
+
+
+async def test_the_console_with_its_database_away_says_so_on_a_page(tmp_path: Path) -> None:
+    down = make_settings(tmp_path, "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    app = create_app(down)
+    app.state.ctx = Context.create(down)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            client.cookies.set("shopcast_console", "some-session", path="/console")
+            response = await client.get("/console/campaigns")
+            assert response.status_code == 503
+            assert response.headers["content-type"].startswith("text/html")
+            assert "The database is not answering" in response.text
+            login = await client.get("/console/login")  # needs no database
+            assert login.status_code == 200
+    finally:
+        await app.state.ctx.close()
+
+
+def test_a_value_the_database_refuses_is_the_clients_422_and_other_driver_errors_503() -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from service.errors import handle_driver_error
+
+    class Refused(Exception):
+        sqlstate = "22021"  # invalid byte sequence (a NUL in text)
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    request: Any = None
+    assert handle_driver_error(request, DBAPIError("q", {}, Refused())).status_code == 422
+    assert handle_driver_error(request, DBAPIError("q", {}, Deadlock())).status_code == 503

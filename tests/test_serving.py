@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +371,26 @@ async def test_a_redis_notice_swaps_the_model_at_once_and_serving_survives_redis
             assert ready["model"] == second
     finally:
         await listener.close()
+
+
+async def test_answers_served_and_clicks_reported_give_each_model_its_click_through(
+    client: httpx.AsyncClient, served: Context, recs: dict[str, str], admin: dict[str, str]
+) -> None:
+    answers = [
+        (await client.get(f"/v1/users/u{n}/recommendations", headers=recs)).json() for n in (1, 2, 3, 4)
+    ]
+    await served.serving.served.flush(served.engine)  # what each process does every few seconds
+    first = answers[0]
+    click = {
+        "user_id": "u1",
+        "item_id": first["items"][0]["item_id"],
+        "event": "click",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "recommendation_id": first["recommendation_id"],
+    }
+    assert (await client.post("/v1/events", json=click, headers=admin)).status_code == 200
+    report = (await client.get("/v1/analytics/models", headers=admin)).json()
+    version = next(v for v in report["versions"] if v["version"] == served.serving.version)
+    assert version["serving"] is True
+    assert version["online"] == {"served": 4, "clicked": 1, "click_through": 0.25}
+    assert "ndcg@10" in version["offline"]["novel"]

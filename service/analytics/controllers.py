@@ -12,7 +12,7 @@ from service.analytics import queries
 from service.analytics.queries import Period
 from service.context import Ctx
 from service.errors import BadParameter
-from service.serving.controllers import Category, Channel, checked_channel
+from service.serving.controllers import Channel, checked_channel
 
 READ = {"scopes": ("analytics:read",)}
 PeriodName = Annotated[
@@ -20,6 +20,9 @@ PeriodName = Annotated[
 ]
 Until = Annotated[date | None, Parameter(description="the period's last day (UTC, ISO 8601); default today")]
 Limit = Annotated[int, Parameter(ge=1, le=500, description="rows per list")]
+Category = Annotated[
+    str | None, Parameter(max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$", description="only this category")
+]
 
 
 EARLIEST, LATEST = date(1970, 1, 1), date(9999, 1, 1)
