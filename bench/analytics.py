@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.analytics import queries
 from service.analytics.queries import Period
+from service.campaigns.definition import CampaignIn
+from service.campaigns.store import CampaignStore
 from service.settings import DatabaseSettings
 from service.storage import rollups
 from service.storage.engine import create_engine
@@ -133,6 +135,7 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, float, float]]:
             await c.exec_driver_sql("ANALYZE")
         say(f"  roll-ups built in {rebuild_s:.0f} s; timing queries …")
         rows = await time_queries(engine, dsn)
+        rows += await time_campaigns(engine, dsn, args.campaigns, args.recipients)
         rows += await time_ingest(engine, dsn)
         rows.append(("roll-up rebuild from all events (s)", rebuild_s, float("nan")))
         await engine.dispose()
@@ -169,6 +172,41 @@ async def time_queries(engine: Any, dsn: str) -> list[tuple[str, float, float]]:
     finally:
         await raw.close()
     return rows
+
+
+async def time_campaigns(
+    engine: Any, dsn: str, count: int, recipients: int
+) -> list[tuple[str, float, float]]:
+    """The campaigns table: every campaign's report computed now, beside rows kept once final."""
+    store = CampaignStore(engine)
+    planned = datetime.now(UTC) - timedelta(days=1)  # attribution windows still open: reports are live
+    for n in range(count):
+        definition = CampaignIn(name=f"campaign {n}", channels=["email"], audience={"consent": "email"})
+        campaign = await store.create(definition)
+        raw = await asyncpg.connect(dsn)
+        try:
+            await raw.execute(
+                "UPDATE campaigns SET status = 'completed', run = 1, completed_at = $2 WHERE id = $1",
+                campaign.id, planned,
+            )  # fmt: skip
+            await raw.execute(
+                """INSERT INTO campaign_recipients
+                       (campaign_id, run, user_id, channel, variant, outcome, planned_at)
+                   SELECT $1, 1, 'u' || (($2::int * 7919 + u) % 300000), 'email', 'main',
+                          CASE WHEN u % 10 = 0 THEN 'holdout' ELSE 'treated' END, $3
+                   FROM generate_series(1, $4::int) AS u ON CONFLICT DO NOTHING""",
+                campaign.id, n, planned, recipients,
+            )  # fmt: skip
+        finally:
+            await raw.close()
+    live = await median_ms(partial(queries.campaign_table, engine), repeat=3)
+    async with engine.begin() as conn:  # as if every attribution window had closed
+        await conn.exec_driver_sql(
+            "UPDATE campaign_recipients SET planned_at = planned_at - interval '60 days'"
+        )
+    await queries.campaign_table(engine)  # computes and keeps each final row
+    kept = await median_ms(partial(queries.campaign_table, engine))
+    return [(f"GET /v1/analytics/campaigns {count}x{recipients:,} (ms, kept | live)", kept, live)]
 
 
 async def time_ingest(
@@ -214,6 +252,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=300_000)
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--campaigns", type=int, default=20)
+    parser.add_argument("--recipients", type=int, default=5_000, help="per campaign")
     parser.add_argument("--keep", action="store_true", help="keep the database (its address is printed)")
     args = parser.parse_args()
     rows = asyncio.run(bench(args))

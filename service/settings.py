@@ -219,6 +219,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             model_poll_seconds=float(get("MODEL_POLL_SECONDS", "5") or 5),
             fresh_poll_seconds=float(get("FRESH_POLL_SECONDS", "1") or 1),
             catalog_poll_seconds=float(get("CATALOG_POLL_SECONDS", "1") or 1),
+            served_flush_seconds=float(get("SERVED_FLUSH_SECONDS", "10") or 10),
         ),
         messaging=MessagingSettings(
             public_url=(get("PUBLIC_URL", "http://127.0.0.1:8000") or "").rstrip("/"),

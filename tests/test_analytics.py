@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 
 import httpx
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from service.context import Context
 from service.storage import rollups
@@ -235,3 +235,38 @@ async def test_served_counts_that_cannot_be_written_wait_for_the_next_flush(
     async with ctx.engine.connect() as conn:
         served = (await conn.execute(select(recommendation_daily.c.served))).scalars().all()
     assert served == [3]
+
+
+async def test_a_campaign_past_its_window_is_summed_once_and_kept(
+    client: Client, ctx: Context, shop: dict[str, str]
+) -> None:
+    from sqlalchemy import update
+
+    from service.storage.tables import campaign_recipients, campaigns
+
+    spec = {
+        "name": "Old news",
+        "channels": ["email"],
+        "audience": {"consent": "email"},
+        "attribution_days": 1,
+    }
+    campaign_id = (await client.post("/v1/campaigns", json=spec, headers=shop)).json()["id"]
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC)
+    async with ctx.engine.begin() as conn:
+        await conn.execute(update(campaigns).values(status="completed", completed_at=long_ago))
+        await conn.execute(
+            insert(campaign_recipients).values(campaign_id=campaign_id, run=1, user_id="u1", channel="email",
+                                               variant="main", outcome="treated", planned_at=long_ago)
+        )  # fmt: skip
+    first = (await client.get("/v1/analytics/campaigns", headers=shop)).json()["campaigns"]
+    assert [(row["name"], row["audience"]) for row in first] == [("Old news", 1)]
+    async with ctx.engine.begin() as conn:  # the kept row is what answers from now on
+        await conn.execute(update(campaigns).values(final_results={**first[0], "audience": 999}))
+    again = (await client.get("/v1/analytics/campaigns", headers=shop)).json()["campaigns"]
+    assert again[0]["audience"] == 999
+    async with ctx.engine.begin() as conn:  # a running campaign is always summed afresh
+        await conn.execute(update(campaigns).values(status="running", final_results=None))
+    live = (await client.get("/v1/analytics/campaigns", headers=shop)).json()["campaigns"]
+    assert live[0]["audience"] == 1
+    async with ctx.engine.connect() as conn:
+        assert (await conn.execute(select(campaigns.c.final_results))).scalar() is None

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, distinct, func, literal, select, union_all
+from sqlalchemy import Select, distinct, func, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.campaigns import report as campaign_report
 from service.campaigns.store import CampaignStore
 from service.storage.tables import (
+    campaigns,
     channel_daily,
     item_daily,
     item_weekly,
@@ -285,31 +286,46 @@ def _people_daily(period: Period) -> tuple[Select[Any], Any]:
 
 
 async def campaign_table(engine: AsyncEngine, *, limit: int = 50) -> dict[str, Any]:
-    """Every campaign's headline results, newest first: one row each."""
+    """Every campaign's headline results, newest first: one row each.
+
+    A campaign that has ended and whose attribution window has closed cannot change: its row is
+    computed once and kept (`campaigns.final_results`); the others are computed now.
+    """
     rows = []
     for campaign in (await CampaignStore(engine).all())[:limit]:
+        if campaign.final_results is not None:
+            rows.append(campaign.final_results)
+            continue
         report = campaign_report.as_dict(await campaign_report.build(engine, campaign))
-        funnel, lift = report["funnel"], report["lift"]
-        rows.append(
-            {
-                "campaign_id": campaign.id,
-                "name": campaign.name,
-                "status": campaign.status,
-                "channels": list(campaign.definition.channels),
-                "audience": funnel["audience"],
-                "sent": funnel["sent"],
-                "failed": funnel["failed"],
-                "clicked": funnel["clicked"],
-                "click_rate": _ratio(funnel["clicked"], funnel["sent"]),
-                "unsubscribed": funnel["unsubscribed"],
-                "converted": funnel["converted"],
-                "revenue": funnel["revenue"],
-                "lift": lift["absolute"],
-                "lift_p_value": lift["p_value"],
-                "significant": lift["significant"],
-            }
-        )
+        row = _campaign_row(campaign, report)
+        if campaign.status in ("completed", "cancelled") and report["window_complete"]:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    update(campaigns).where(campaigns.c.id == campaign.id).values(final_results=row)
+                )
+        rows.append(row)
     return {"campaigns": rows}
+
+
+def _campaign_row(campaign: Any, report: dict[str, Any]) -> dict[str, Any]:
+    funnel, lift = report["funnel"], report["lift"]
+    return {
+        "campaign_id": campaign.id,
+        "name": campaign.name,
+        "status": campaign.status,
+        "channels": list(campaign.definition.channels),
+        "audience": funnel["audience"],
+        "sent": funnel["sent"],
+        "failed": funnel["failed"],
+        "clicked": funnel["clicked"],
+        "click_rate": _ratio(funnel["clicked"], funnel["sent"]),
+        "unsubscribed": funnel["unsubscribed"],
+        "converted": funnel["converted"],
+        "revenue": funnel["revenue"],
+        "lift": lift["absolute"],
+        "lift_p_value": lift["p_value"],
+        "significant": lift["significant"],
+    }
 
 
 async def model_report(engine: AsyncEngine, period: Period) -> dict[str, Any]:

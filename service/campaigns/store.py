@@ -58,6 +58,7 @@ class Campaign:
     created_at: datetime
     updated_at: datetime
     trigger_state: dict[str, Any] | None = None
+    final_results: dict[str, Any] | None = None  # the analytics row, once it cannot change
 
 
 def _campaign(row: Any) -> Campaign:
@@ -78,6 +79,7 @@ def _campaign(row: Any) -> Campaign:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         trigger_state=m["trigger_state"],
+        final_results=m["final_results"],
     )
 
 

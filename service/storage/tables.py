@@ -276,6 +276,7 @@ campaigns = Table(
     Column("planned", Boolean, nullable=False, default=False),
     Column("status_reason", Text),
     Column("trigger_state", JSON),  # a flow's watermark and what it saw last (back in stock)
+    Column("final_results", JSON),  # its analytics row, once ended and past its attribution window
     Column("completed_at", UtcDateTime()),
     *_timestamps(),
     Index(None, "status"),

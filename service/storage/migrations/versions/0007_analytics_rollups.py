@@ -1,4 +1,4 @@
-"""analytics: daily roll-ups of events, filled from the events stored so far
+"""analytics: daily roll-ups of events, filled from the events stored so far; campaigns' final results
 
 Revision ID: 0007
 Revises: 0006
@@ -29,6 +29,7 @@ def _item_measures() -> list[sa.Column]:  # type: ignore[type-arg]
 
 def upgrade() -> None:
     op.add_column("events", sa.Column("recommendation_id", sa.String(length=128), nullable=True))
+    op.add_column("campaigns", sa.Column("final_results", sa.JSON(), nullable=True))
     op.create_table(
         "item_daily",
         sa.Column("day", sa.Date(), nullable=False),
@@ -95,3 +96,4 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_item_daily_item_id_day"), table_name="item_daily")
     op.drop_table("item_daily")
     op.drop_column("events", "recommendation_id")
+    op.drop_column("campaigns", "final_results")
