@@ -71,8 +71,11 @@ def whole_weeks(period: Period) -> tuple[tuple[date, date] | None, list[tuple[da
 
 
 def _item_totals(period: Period, channel: str | None, item_ids: list[str] | None = None) -> Select[Any]:
-    """Per-item sums over the period: whole weeks from `item_weekly`, the other days from `item_daily`."""
-    weeks, day_ranges = whole_weeks(period)
+    """Per-item sums over the period: whole weeks from `item_weekly`, the other days from `item_daily`.
+
+    For a few given items, every day from `item_daily` (its index on item and day finds them).
+    """
+    weeks, day_ranges = whole_weeks(period) if item_ids is None else (None, [(period.first, period.last)])
     parts = []
     for table, unit, ranges in (
         (item_weekly, "week", [weeks] if weeks else []),
