@@ -26,7 +26,6 @@ from service.campaigns import stats
 from service.campaigns.store import Campaign
 from service.storage.tables import campaign_recipients, deliveries, events, message_events
 
-CHUNK = 1_000
 RANK = {"skipped": 0, "holdout": 1, "treated": 2}
 
 
@@ -77,62 +76,54 @@ class Report:
     variant_test: stats.VariantTest | None = None
 
 
-def _chunks(values: list[str]) -> list[list[str]]:
-    return [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
+def _recipients_of(campaign_id: int) -> Any:
+    """The campaign's recipients as a subquery: the report's reads join it instead of id lists."""
+    r = campaign_recipients.c
+    return select(r.user_id).where(r.campaign_id == campaign_id).distinct().subquery("recipients")
 
 
 async def _purchases(
-    engine: AsyncEngine, user_ids: list[str], since: datetime, until: datetime
+    engine: AsyncEngine, campaign_id: int, since: datetime, until: datetime
 ) -> dict[str, list[tuple[datetime, float]]]:
-    """Each user's purchases from `since` to `until` (now: not the future), in time order, with revenue."""
+    """Each recipient's purchases from `since` to `until` (not the future), in time order, with revenue."""
     found: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
     revenue = func.coalesce(events.c.price, 0) * func.coalesce(events.c.quantity, 1)
+    who = _recipients_of(campaign_id)
+    query = (
+        select(events.c.user_id, events.c.occurred_at, revenue)
+        .join(who, who.c.user_id == events.c.user_id)
+        .where(events.c.event == "purchase", events.c.occurred_at.between(since, until))
+        .order_by(events.c.occurred_at)
+    )
     async with engine.connect() as conn:
-        for chunk in _chunks(user_ids):
-            rows = await conn.execute(
-                select(events.c.user_id, events.c.occurred_at, revenue)
-                .where(
-                    events.c.user_id.in_(chunk),
-                    events.c.event == "purchase",
-                    events.c.occurred_at.between(since, until),
-                )
-                .order_by(events.c.occurred_at)
-            )
-            for uid, at, amount in rows:
-                found[uid].append((at, float(amount or 0)))
+        for uid, at, amount in await conn.execute(query):
+            found[uid].append((at, float(amount or 0)))
     return found
 
 
 async def _touches(
-    engine: AsyncEngine, user_ids: list[str], since: datetime
+    engine: AsyncEngine, campaign_id: int, since: datetime
 ) -> tuple[dict[str, list[tuple[datetime, int]]], dict[str, list[tuple[datetime, int]]]]:
-    """Per user, every campaign's clicks and every campaign's sent messages since `since`."""
+    """Per recipient, every campaign's clicks and every campaign's sent messages since `since`."""
     clicks: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
     sends: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
+    who = _recipients_of(campaign_id)
+    m, d = message_events.c, deliveries.c
+    click_query = (
+        select(m.user_id, m.occurred_at, m.campaign_id)
+        .join(who, who.c.user_id == m.user_id)
+        .where(m.kind == "click", m.campaign_id.is_not(None), m.occurred_at >= since)
+    )
+    send_query = (
+        select(d.user_id, d.sent_at, d.campaign_id)
+        .join(who, who.c.user_id == d.user_id)
+        .where(d.campaign_id.is_not(None), d.status == "sent", d.sent_at >= since)
+    )
     async with engine.connect() as conn:
-        for chunk in _chunks(user_ids):
-            rows = await conn.execute(
-                select(
-                    message_events.c.user_id, message_events.c.occurred_at, message_events.c.campaign_id
-                ).where(
-                    message_events.c.user_id.in_(chunk),
-                    message_events.c.kind == "click",
-                    message_events.c.campaign_id.is_not(None),
-                    message_events.c.occurred_at >= since,
-                )
-            )
-            for uid, at, cid in rows:
-                clicks[uid].append((at, cid))
-            rows = await conn.execute(
-                select(deliveries.c.user_id, deliveries.c.sent_at, deliveries.c.campaign_id).where(
-                    deliveries.c.user_id.in_(chunk),
-                    deliveries.c.campaign_id.is_not(None),
-                    deliveries.c.status == "sent",
-                    deliveries.c.sent_at >= since,
-                )
-            )
-            for uid, at, cid in rows:
-                sends[uid].append((at, cid))
+        for uid, at, cid in await conn.execute(click_query):
+            clicks[uid].append((at, cid))
+        for uid, at, cid in await conn.execute(send_query):
+            sends[uid].append((at, cid))
     for table in (clicks, sends):
         for touches in table.values():
             touches.sort()
@@ -222,9 +213,8 @@ async def build(engine: AsyncEngine, campaign: Campaign, now: datetime | None = 
         if previous is None or RANK[outcome] > RANK[previous[0]]:  # treated on any channel: treated
             units[(run, uid)] = (outcome, variant, planned_at)
     first = min((p for _, _, p in units.values()), default=now)
-    users = sorted({uid for _, uid in units})
-    purchases = await _purchases(engine, users, first, now)
-    clicks, sends = await _touches(engine, users, first - window)
+    purchases = await _purchases(engine, cid, first, now)
+    clicks, sends = await _touches(engine, cid, first - window)
 
     groups = {"treated": Group(), "holdout": Group()}
     variants: dict[str, VariantResult] = {name: VariantResult(name) for name in definition.variant_names()}
