@@ -42,6 +42,7 @@ from service.storage import rollups
 from service.storage.engine import create_engine
 from service.storage.migrate import upgrade
 from service.storage.writes import insert_events
+from training.registry import ModelRegistry
 
 PG_ADMIN = os.environ.get("SHOPCAST_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 LAST_DAY = date(2026, 11, 30)
@@ -167,7 +168,7 @@ async def time_queries(engine: Any, dsn: str) -> list[tuple[str, float, float]]:
             base = await median_ms(partial(raw.fetch, raw_channels_sql(earlier)))
             rows.append(("  the same, ending yesterday (daily rows) (ms)", ours, base))
         period = Period.ending("30d", LAST_DAY)
-        ours = await median_ms(lambda: queries.model_report(engine, period))
+        ours = await median_ms(lambda: queries.model_report(engine, ModelRegistry(engine, Path()), period))
         rows.append(("GET /v1/analytics/models 30d (ms)", ours, float("nan")))
     finally:
         await raw.close()

@@ -179,6 +179,19 @@ def env(settings: Settings) -> dict[str, str]:
     }
 
 
+def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait for a `shopcast serve` to answer /health/ready (30 s), else fail with its log."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"shopcast serve did not start:\n{log.read_text()}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SECRET, free_port, unavailable
+from tests.conftest import SECRET, free_port, unavailable, wait_until_ready
 
 SHOPCAST = str(Path(sys.executable).with_name("shopcast"))
 CHROMIUM = os.environ.get("SHOPCAST_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -41,18 +41,6 @@ class Shop:
     def __init__(self, base_url: str, env: dict[str, str]) -> None:
         self.base_url = base_url
         self.env = env
-
-
-def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"shopcast serve did not start:\n{log.read_text()}")
 
 
 @pytest.fixture
@@ -85,7 +73,7 @@ def shop(sqlite_url: str, tmp_path: Path) -> Iterator[Shop]:
         server = subprocess.Popen([SHOPCAST, "serve", "--port", str(port)], env=env, stdout=sink, stderr=sink)
         worker = subprocess.Popen([SHOPCAST, "worker"], env=env, stdout=sink, stderr=sink)
     try:
-        _wait_ready(base_url, server, log)
+        wait_until_ready(base_url, server, log)
         _seed(base_url, key)
         yield Shop(base_url, env)
     finally:

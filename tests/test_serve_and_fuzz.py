@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.conftest import SECRET
+from tests.conftest import SECRET, free_port, wait_until_ready
 
 SHOPCAST = str(Path(sys.executable).with_name("shopcast"))
 
@@ -34,12 +32,6 @@ def ndjson_body(_ctx: object, value: object) -> bytes:
     if isinstance(value, bytes):
         return value
     return value.encode() if isinstance(value, str) else json.dumps(value).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LiveServer:
@@ -78,16 +70,7 @@ def live_server(
             [SHOPCAST, "serve", "--port", str(port)], env=env, stdout=sink, stderr=subprocess.STDOUT
         )
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"shopcast serve did not start:\n{log.read_text()}")
+    wait_until_ready(base_url, process, log)
     yield LiveServer(base_url, key, process, log)
     process.terminate()
     process.wait(timeout=10)

@@ -12,7 +12,8 @@ from service.analytics import queries
 from service.analytics.queries import Period
 from service.context import Ctx
 from service.errors import BadParameter
-from service.serving.controllers import Channel, checked_channel
+from service.retraining import registry_for
+from service.serving.controllers import Category, Channel, checked_channel
 
 READ = {"scopes": ("analytics:read",)}
 PeriodName = Annotated[
@@ -20,9 +21,6 @@ PeriodName = Annotated[
 ]
 Until = Annotated[date | None, Parameter(description="the period's last day (UTC, ISO 8601); default today")]
 Limit = Annotated[int, Parameter(ge=1, le=500, description="rows per list")]
-Category = Annotated[
-    str | None, Parameter(max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$", description="only this category")
-]
 
 
 EARLIEST, LATEST = date(1970, 1, 1), date(9999, 1, 1)
@@ -77,4 +75,4 @@ class AnalyticsController(Controller):
     ) -> dict[str, Any]:
         """Offline metrics of each model version, and online click-through of recommendations
         (clicks reported as events with the answer's `recommendation_id`)."""
-        return await queries.model_report(ctx.engine, _period(period, until))
+        return await queries.model_report(ctx.engine, registry_for(ctx), _period(period, until))

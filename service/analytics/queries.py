@@ -22,11 +22,11 @@ from service.storage.tables import (
     item_daily,
     item_weekly,
     items,
-    model_versions,
     recommendation_daily,
     user_channel_daily,
     user_channel_latest,
 )
+from training.registry import ModelRegistry
 
 PERIODS = {"1d": 1, "7d": 7, "30d": 30, "90d": 90}
 
@@ -151,6 +151,7 @@ async def item_report(
         if hot_rows:
             earlier = _item_totals(period.before(), channel, [r.item_id for r in hot_rows])
             before = {r.item_id: r for r in (await conn.execute(earlier)).all()}
+    # UNION ALL keeps neither list's order: each is sorted again, by the keys its LIMIT chose by
     hot_sorted = sorted(hot_rows, key=lambda r: (-r.revenue, -r.units, -r.views, r.item_id))
     cold_sorted = sorted((r for r in rows if r.list == "cold"),
                          key=lambda r: (r.views + r.units, -(r.stock or 0), r.item_id))  # fmt: skip
@@ -331,7 +332,7 @@ def _campaign_row(campaign: Any, report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def model_report(engine: AsyncEngine, period: Period) -> dict[str, Any]:
+async def model_report(engine: AsyncEngine, registry: ModelRegistry, period: Period) -> dict[str, Any]:
     """Offline metrics of every model version, oldest first, and online click-through per version."""
     r = recommendation_daily.c
     online_query = (
@@ -345,13 +346,10 @@ async def model_report(engine: AsyncEngine, period: Period) -> dict[str, Any]:
         .group_by(r.day)
         .order_by(r.day)
     )
-    versions_query = select(model_versions).order_by(model_versions.c.created_at)
     async with engine.connect() as conn:
         online = {row.model_version: row for row in (await conn.execute(online_query)).all()}
         daily = (await conn.execute(daily_query)).all()
-        versions = (await conn.execute(versions_query)).all()
-    # the serving version is the one activated last (as the registry decides)
-    current = max((v for v in versions if v.activated_at), key=lambda v: v.activated_at, default=None)
+    versions = reversed(await registry.versions())  # the registry lists newest first
     return {
         "period": period.as_dict(),
         "versions": [
@@ -359,7 +357,7 @@ async def model_report(engine: AsyncEngine, period: Period) -> dict[str, Any]:
                 "version": v.version,
                 "created_at": v.created_at.isoformat(),
                 "activated_at": v.activated_at.isoformat() if v.activated_at else None,
-                "serving": current is not None and v.version == current.version,
+                "serving": v.current,
                 "forced": bool(v.forced),
                 "offline": _headline_metrics(v.metrics or {}),
                 "online": _online(online.get(v.version)),

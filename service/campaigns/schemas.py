@@ -11,14 +11,9 @@ from service.campaigns.definition import CampaignChannel, CampaignIn, VariantNam
 from service.campaigns.service import DryRun, Estimate
 from service.campaigns.store import Audience, Campaign
 from service.messaging.schemas import UserRef
-from service.records.common import NO_NUL
+from service.records.common import ID_PATTERN, NO_NUL
 
-AudienceName = Annotated[
-    str,
-    msgspec.Meta(
-        min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
-    ),
-]
+AudienceName = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=ID_PATTERN)]
 Address = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
 

@@ -26,7 +26,7 @@ from service.console.web import (
     signed_in,
 )
 from service.context import Ctx
-from service.retraining import roll_back
+from service.retraining import registry_for, roll_back
 from service.security.scopes import SCOPES, parse_scopes
 from training.registry import RegistryError
 
@@ -144,7 +144,7 @@ async def models_page(request: Request[Any, Any, Any], ctx: Ctx, message: Query 
 
 
 async def _models(ctx: Any, session: Any, message: str | None) -> Response[str]:
-    report = await queries.model_report(ctx.engine, Period.ending("30d"))
+    report = await queries.model_report(ctx.engine, registry_for(ctx), Period.ending("30d"))
     quality = [
         (v["version"], v["offline"]["novel"]["ndcg@10"])
         for v in report["versions"]

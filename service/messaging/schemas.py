@@ -10,7 +10,7 @@ import msgspec
 from service.messaging.compose import Rendered
 from service.messaging.deliveries import Delivery
 from service.messaging.templates import MessageTemplate
-from service.records.common import NO_NUL
+from service.records.common import ID_PATTERN, NO_NUL
 
 TemplateName = Annotated[
     str,
@@ -22,12 +22,7 @@ LocaleTag = Annotated[
 Source = Annotated[str, msgspec.Meta(max_length=200_000, pattern=NO_NUL)]
 PartName = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z_]+$")]
 ItemRef = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
-UserRef = Annotated[
-    str,
-    msgspec.Meta(
-        min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
-    ),
-]
+UserRef = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=ID_PATTERN)]
 Recs = Annotated[
     int, msgspec.Meta(ge=0, le=50, description="recommended items added after the featured ones")
 ]

@@ -21,7 +21,10 @@ from service.serving.answers import Answer, Filters
 
 Count = Annotated[int, Parameter(ge=1, le=1000, description="how many items (1 to 1000)")]
 Channel = Annotated[str | None, Parameter(max_length=32, description="only items available on this channel")]
-Category = Annotated[str | None, Parameter(max_length=256, description="only items of this category")]
+Category = Annotated[
+    str | None,
+    Parameter(max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$", description="only items of this category"),
+]
 Price = Annotated[float | None, Parameter(ge=0, le=1e12)]
 Exclude = Annotated[
     Literal["purchased", "interacted", "none"],
