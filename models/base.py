@@ -192,13 +192,31 @@ def strongest(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return sp.csr_matrix(light + top)
 
 
+DENSE_BLOCK_CELLS = 8_000_000  # rows densified at a time by sparse_at (32 MB of float32)
+
+
 def sparse_at(matrix: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
-    """Values of a CSR matrix at (row, items[row, j]); -1 slots and absent entries give 0."""
+    """Values of a CSR matrix at (row, items[row, j]); -1 slots and absent entries give 0.
+
+    scipy looks each pair up by scanning its row, so for long rows (content scores over words
+    most items share) reading from dense blocks of rows is far cheaper.
+    """
     out = np.zeros(items.shape, dtype=np.float32)
     valid = items >= 0
-    if valid.any():
-        rows = np.broadcast_to(np.arange(items.shape[0])[:, None], items.shape)
-        out[valid] = np.asarray(matrix[rows[valid], items[valid]], dtype=np.float32).ravel()
+    if not valid.any():
+        return out
+    matrix = sp.csr_matrix(matrix)
+    n_rows, n_cols = matrix.shape
+    if int(valid.sum()) * (matrix.nnz / max(1, n_rows)) > 2 * n_rows * n_cols:
+        step = max(1, DENSE_BLOCK_CELLS // max(1, n_cols))
+        for start in range(0, n_rows, step):
+            block = matrix[start : start + step].toarray()
+            where = valid[start : start + step]
+            found = np.take_along_axis(block, np.where(where, items[start : start + step], 0), axis=1)
+            out[start : start + step] = np.where(where, found, 0.0)
+        return out
+    rows = np.broadcast_to(np.arange(items.shape[0])[:, None], items.shape)
+    out[valid] = np.asarray(matrix[rows[valid], items[valid]], dtype=np.float32).ravel()
     return out
 
 
@@ -225,7 +243,13 @@ class SparseScores(Recommender):
         self, users: np.ndarray, history: sp.csr_matrix, n: int, *, exclude_seen: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()
-        scores = self.sparse_scores(users, history)
+        return self.top_of(self.sparse_scores(users, history), history, n, exclude_seen=exclude_seen)
+
+    @staticmethod
+    def top_of(
+        scores: sp.csr_matrix, history: sp.csr_matrix, n: int, *, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`recommend` from scores already computed (a blend proposes and scores from one product)."""
         return sparse_top_k(drop_seen(scores, history) if exclude_seen else scores, n)
 
     def score_pairs(self, users: np.ndarray, history: sp.csr_matrix, items: np.ndarray) -> np.ndarray:

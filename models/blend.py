@@ -16,7 +16,16 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from models.base import Interactions, NotFittedError, Recommender, normalize_rows, ranked, top_k
+from models.base import (
+    Interactions,
+    NotFittedError,
+    Recommender,
+    SparseScores,
+    normalize_rows,
+    ranked,
+    sparse_at,
+    top_k,
+)
 from models.factorization import ALS
 
 MODES = ("discover", "all")
@@ -117,16 +126,26 @@ class Blend(Recommender):
         `normalize_rows` over the items it may recommend.
         """
         self._check_fitted()
-        proposals = {
-            name: self.components[name].recommend(users, history, per_source, exclude_seen=exclude_seen)
-            for name in names
-        }
+        proposals = {}
+        products: dict[str, sp.csr_matrix] = {}  # a sparse source's scores: computed once, used twice
+        for name in names:
+            component = self.components[name]
+            if isinstance(component, SparseScores):
+                products[name] = component.sparse_scores(users, history)
+                proposals[name] = component.top_of(
+                    products[name], history, per_source, exclude_seen=exclude_seen
+                )
+            else:
+                proposals[name] = component.recommend(users, history, per_source, exclude_seen=exclude_seen)
         items = union_rows([found for found, _ in proposals.values()])
         parts = {}
         for name, (_, best) in proposals.items():
             top = best[:, :1].copy() if best.shape[1] else np.ones((len(users), 1), dtype=np.float32)
             top[~np.isfinite(top) | (top <= 0)] = 1.0
-            raw = self.components[name].score_pairs(users, history, items)
+            if name in products:
+                raw = sparse_at(products.pop(name), items)
+            else:
+                raw = self.components[name].score_pairs(users, history, items)
             parts[name] = np.clip(raw / top, 0.0, 1.0).astype(np.float32)
         return items, parts
 

@@ -27,6 +27,7 @@ from service.ops.health import HealthController
 from service.ops.logs import configure_logging
 from service.security.guard import require_key
 from service.serving.controllers import SERVING_CONTROLLERS
+from service.serving.fast_path import serve_user_recommendations
 from service.serving.rules_api import RulesController
 from service.settings import Settings, load_settings
 from service.tracking.controllers import LinksController
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await app.state.ctx.close()
 
     api = Router("/v1", route_handlers=API_CONTROLLERS, middleware=[require_key], security=[{"bearer": []}])
-    return Litestar(
+    app = Litestar(
         route_handlers=[api, console_router(), HealthController, MetricsController, LinksController],
         dependencies={"ctx": Provide(provide_context, sync_to_thread=False)},
         lifespan=[lifespan],
@@ -89,3 +90,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
             components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}),
         ),
     )
+    app.asgi_handler = serve_user_recommendations(app.asgi_handler)
+    return app

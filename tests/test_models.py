@@ -26,7 +26,7 @@ from models import (
     load,
     save,
 )
-from models.base import top_k
+from models.base import sparse_at, top_k
 
 N_USERS, N_ITEMS = 60, 30
 WORDS = ["tea", "coffee", "mug", "kettle", "green", "black", "filter", "cup", "honey", "lemon"]
@@ -286,3 +286,15 @@ def test_pair_scores_are_the_dense_scores_of_those_items(name: str, data: Intera
     dense = model.score(USERS, history)
     expected = np.where(items >= 0, np.take_along_axis(dense, np.maximum(items, 0), axis=1), 0.0)
     np.testing.assert_allclose(model.score_pairs(USERS, history, items), expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("density", [0.002, 0.9])  # short rows: scipy's look-up; long rows: dense blocks
+def test_sparse_at_reads_the_values_at_each_rows_items(
+    density: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("models.base.DENSE_BLOCK_CELLS", 3_000)  # several blocks of rows
+    rng = np.random.default_rng(4)
+    matrix = sp.random(40, 1_000, density=density, format="csr", dtype=np.float32, random_state=5)
+    items = rng.integers(-1, 1_000, size=(40, 12))
+    expected = np.where(items >= 0, matrix.toarray()[np.arange(40)[:, None], np.maximum(items, 0)], 0.0)
+    assert np.array_equal(sparse_at(matrix, items), expected.astype(np.float32))

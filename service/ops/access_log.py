@@ -7,6 +7,7 @@ template (`/v1/users/{user_id}/recommendations`), never the raw path, so no id r
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -47,20 +48,26 @@ def observe_requests(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_wrapper)
         finally:
-            elapsed = time.perf_counter() - started
-            method, route = scope.get("method", ""), scope.get("path_template", UNMATCHED)
-            if route != "/metrics":
-                REQUESTS.labels(method, route, str(status)).inc()
-                DURATION.labels(method, route).observe(elapsed)
-            if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "request",
-                    extra={
-                        "method": method,
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
+            record(scope.get("method", ""), scope.get("path_template", UNMATCHED), status, started)
 
     return middleware
+
+
+@functools.lru_cache(maxsize=1024)  # route templates, never raw paths: a bounded set
+def _series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    """The labelled series of one route and status (`labels` takes a lock and a dict look-up)."""
+    return REQUESTS.labels(method, route, str(status)), DURATION.labels(method, route)
+
+
+def record(method: str, route: str, status: int, started: float) -> None:
+    """Count and log one request that began at `started` (`time.perf_counter()`)."""
+    elapsed = time.perf_counter() - started
+    if route != "/metrics":
+        count, duration = _series(method, route, status)
+        count.inc()
+        duration.observe(elapsed)
+    if log.isEnabledFor(logging.INFO):
+        duration_ms = round(elapsed * 1000, 2)
+        log.info(
+            "request", extra={"method": method, "route": route, "status": status, "duration_ms": duration_ms}
+        )

@@ -5,11 +5,13 @@ access, and `admin` grants all. A route without scopes is refused, so none is op
 
 It runs as the router's middleware rather than a Litestar guard: a guard call copies the route
 handler on every request, which costs a measurable share of a recommendation (bench/serve.py).
-The route is already known here (`scope["route_handler"]`).
+The route is already known here (`scope["route_handler"]`). A request that the serving fast
+path checked already carries its outcome (`hand_over`), so it is checked and counted once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from litestar.enums import ScopeType
@@ -21,6 +23,15 @@ from service.errors import Forbidden, RateLimited, Unauthorized
 from service.security.keys import ApiKey
 from service.security.scopes import grants
 
+_CHECKED = "shopcast.key_checked"
+
+
+@dataclass(frozen=True)
+class _Checked:
+    scopes: tuple[str, ...]
+    key: ApiKey | None
+    error: Exception | None
+
 
 def required_scopes(handler: BaseRouteHandler) -> tuple[str, ...]:
     return tuple(handler.opt.get("scopes", ()))
@@ -31,14 +42,30 @@ def require_key(app: ASGIApp) -> ASGIApp:
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
-            key = await authorize(scope["litestar_app"].state.ctx, scope)
-            scope.setdefault("state", {})["api_key"] = key
+            handler: Any = scope["route_handler"]
+            scopes = required_scopes(handler)
+            state = scope.setdefault("state", {})
+            checked: _Checked | None = state.pop(_CHECKED, None)
+            if checked is None or checked.scopes != scopes:
+                key = await authorize(scope["litestar_app"].state.ctx, scope, scopes)
+            elif checked.error is not None:
+                raise checked.error
+            else:
+                assert checked.key is not None
+                key = checked.key
+            state["api_key"] = key
         await app(scope, receive, send)
 
     return middleware
 
 
-async def authorize(ctx: Context, scope: Scope) -> ApiKey:
+def hand_over(scope: Scope, scopes: tuple[str, ...], key: ApiKey | None, error: Exception | None) -> None:
+    """Leave the outcome of `authorize` for `scopes` to the middleware (which raises `error`)."""
+    scope.setdefault("state", {})[_CHECKED] = _Checked(scopes, key, error)
+
+
+async def authorize(ctx: Context, scope: Scope, scopes: tuple[str, ...]) -> ApiKey:
+    """The key of the request if it may call a route needing `scopes` now (counted once)."""
     header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
     scheme, _, secret = header.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
@@ -46,8 +73,6 @@ async def authorize(ctx: Context, scope: Scope) -> ApiKey:
     key = await ctx.keys.verify(secret.strip())
     if key is None:
         raise Unauthorized("unknown or revoked API key")
-    handler: Any = scope["route_handler"]
-    scopes = required_scopes(handler)
     if not scopes or not grants(key.scopes, scopes):
         raise Forbidden(f"this key lacks the scope for this route: needs {' or '.join(scopes) or 'admin'}")
     await _limit(ctx, key)

@@ -14,6 +14,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,8 +52,7 @@ class Filters:
         return self.max_price is None or (info.price is not None and info.price <= self.max_price)
 
 
-@dataclass(frozen=True)
-class Pick:
+class Pick(NamedTuple):  # a tuple: made for every candidate on the hot path
     item: ItemInfo
     score: float
     source: str
@@ -123,7 +123,7 @@ class Answers:
         for event in fresh:  # a purchase after the model: as strong as the strongest, and fresher
             scores[event.item_id] = max(scores.get(event.item_id, 0.0), top) + 1e-3
         ranked = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
-        picks = self._from_ids(((item, score, "buy_again") for item, score in ranked), filters)
+        picks = self._from_ids(((item, round(score, 6), "buy_again") for item, score in ranked), filters)
         return Answer(picks[:n], "buy_again", self.state.version)
 
     # -- items ---------------------------------------------------------------------------------
@@ -219,27 +219,34 @@ class Answers:
 
     def _picks(self, model: ServingModel, ranked: Ranked, filters: Filters, n: int = 1_000) -> list[Pick]:
         """The ranked items that pass the filters, at most as many as `_finish` can use."""
-        ids = (model.item_ids[row] for row in ranked.rows.tolist())
+        item_ids, labels = model.item_ids, ranked.labels
+        scores = np.round(ranked.scores.astype(np.float64), 6).tolist()
+        candidates = (
+            (item_ids[row], score, labels[code])
+            for row, score, code in zip(ranked.rows.tolist(), scores, ranked.codes.tolist(), strict=True)
+        )
         limit = n + len(self.state.rules.pinned(filters.channel))  # pinned items may repeat picks
-        return self._from_ids(zip(ids, ranked.scores.tolist(), ranked.sources, strict=False), filters, limit)
+        return self._from_ids(candidates, filters, limit)
 
     def _from_ids(
         self, ranked: Iterable[tuple[str, float, str]], filters: Filters, limit: int = 1_000
     ) -> list[Pick]:
         blocked = self.state.rules.blocked(filters.channel)
+        catalog, allows = self.state.catalog.items, filters.allows
         picks: list[Pick] = []
         for item_id, score, source in ranked:
-            info = self.state.catalog.get(item_id)
-            if item_id not in blocked and filters.allows(info):
-                assert info is not None
-                picks.append(Pick(info, float(score), source))
+            if item_id in blocked:
+                continue
+            info = catalog.get(item_id)
+            if info is not None and allows(info):
+                picks.append(Pick(info, score, source))
                 if len(picks) >= limit:
                     break
         return picks
 
     def _trending_ids(self, window: str, channel: str | None) -> Iterator[tuple[str, float, str]]:
         for item_id, score in self.state.trending.ranking(window, channel):
-            yield item_id, score, "trending"
+            yield item_id, round(score, 6), "trending"
         model = self.state.model
         if model is not None:  # the model's time-decayed popularity, when live events run short
             for row in model.popular.tolist():

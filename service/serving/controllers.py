@@ -138,22 +138,17 @@ def _body(ctx: Context, answer: Answer, n: int) -> Recommendations:
 
 
 def _items(answer: Answer, n: int) -> list[RecommendedItem]:
+    """Each pick's display fields (its score was rounded to 6 places where it was ranked)."""
     return [
         RecommendedItem(
-            item_id=p.item.item_id,
-            title=p.item.title,
-            price=p.item.price,
-            currency=p.item.currency,
-            url=p.item.url,
-            image_url=p.item.image_url,
-            score=round(p.score, 6),
-            source=p.source,
+            item.item_id, item.title, item.price, item.currency, item.url, item.image_url, score, source
         )
-        for p in answer.picks[:n]
+        for item, score, source in answer.picks[:n]
     ]
 
 
-def _for_user(ctx: Context, user_id: str, n: int, filters: Filters, exclude: str) -> UserRecommendations:
+def user_answer(ctx: Context, user_id: str, n: int, filters: Filters, exclude: str) -> UserRecommendations:
+    """The body of a user's recommendations (the route's and the fast path's)."""
     answer = ctx.answers.for_user(user_id, n, filters, exclude)
     version = answer.model_version
     return UserRecommendations(
@@ -180,7 +175,7 @@ class UserRecommendationsController(Controller):
     ) -> UserRecommendations:
         """Items for this user. Unknown users get trending items (strategy `cold_start`)."""
         await ctx.serving.ensure_ready()
-        return _for_user(ctx, user_id, n, _filters(ctx, channel, category, min_price, max_price), exclude)
+        return user_answer(ctx, user_id, n, _filters(ctx, channel, category, min_price, max_price), exclude)
 
     @get("/{user_id:str}/buy-again", operation_id="buyAgain")
     async def buy_again(
@@ -245,7 +240,7 @@ class BatchRecommendationsController(Controller):
         await ctx.serving.ensure_ready()
         channel = checked_channel(ctx, data.channel)
         results = [
-            _for_user(ctx, user_id, data.n, Filters(channel=channel, category=data.category), data.exclude)
+            user_answer(ctx, user_id, data.n, Filters(channel=channel, category=data.category), data.exclude)
             for user_id in data.user_ids
         ]
         return BatchResponse(results, ctx.serving.version)

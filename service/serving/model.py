@@ -6,6 +6,7 @@ pages); requests only read it, and a new version replaces the whole object at on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +40,16 @@ def source_label(component: str) -> str:
 
 @dataclass(frozen=True)
 class Ranked:
-    """Item rows, scores and source labels, best first."""
+    """Item rows, scores and where each came from (`labels[codes[k]]`), best first."""
 
     rows: np.ndarray
     scores: np.ndarray
-    sources: list[str]
+    codes: np.ndarray
+    labels: Sequence[str]
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.labels[code] for code in self.codes.tolist()]
 
 
 class ServingModel:
@@ -69,6 +75,12 @@ class ServingModel:
             self.purchased = self.history
             names = list(self.blend.components)
         self.labels = [source_label(name) for name in names]
+        # plain ndarray views of the memory-mapped rows: indexing a np.memmap runs Python code
+        self._candidates = {
+            mode: tuple(np.asarray(arrays[f"{mode}.{part}"]) for part in ("items", "scores", "sources"))
+            for mode in MODES
+            if self.precomputed
+        }
         self.popular = self._popularity_order()
 
     def _popularity_order(self) -> np.ndarray:
@@ -81,12 +93,10 @@ class ServingModel:
 
     def candidates(self, user: int, mode: str) -> Ranked:
         """The precomputed ranking of a known user (no fresh events)."""
-        rows = np.asarray(self.bundle.serving[f"{mode}.items"][user])
-        scores = np.asarray(self.bundle.serving[f"{mode}.scores"][user])
-        sources = self.bundle.serving[f"{mode}.sources"][user]
+        items, scores, sources = self._candidates[mode]
+        rows = items[user]
         keep = rows >= 0
-        labels = self.labels
-        return Ranked(rows[keep], scores[keep], [labels[s] for s in sources[keep].tolist()])
+        return Ranked(rows[keep], scores[user][keep], sources[user][keep], self.labels)
 
     def history_row(self, user: int | None) -> sp.csr_matrix:
         if user is None:
@@ -102,19 +112,21 @@ class ServingModel:
         unseen = np.array([self.n_users])
         rows, scores, sources = self.blend.rank(unseen, history, n, mode=mode, per_source=LIVE_PER_SOURCE)
         keep = rows[0] >= 0
-        names = list(self.blend.components)
-        return Ranked(rows[0][keep], scores[0][keep], [source_label(names[s]) for s in sources[0][keep]])
+        return Ranked(rows[0][keep], scores[0][keep], sources[0][keep], self._component_labels())
 
     def rank_many(self, histories: sp.csr_matrix, mode: str, n: int) -> list[Ranked]:
         """`rank_live` for many histories at once: per user, a batch costs a small share of one call."""
         unseen = np.full(histories.shape[0], self.n_users)
         rows, scores, sources = self.blend.rank(unseen, histories, n, mode=mode, per_source=LIVE_PER_SOURCE)
-        names = [source_label(name) for name in self.blend.components]
-        out = []
-        for r, s, o in zip(rows, scores, sources, strict=True):
-            keep = r >= 0
-            out.append(Ranked(r[keep], s[keep], [names[k] for k in o[keep].tolist()]))
-        return out
+        labels = self._component_labels()
+        return [
+            Ranked(r[r >= 0], s[r >= 0], o[r >= 0], labels)
+            for r, s, o in zip(rows, scores, sources, strict=True)
+        ]
+
+    def _component_labels(self) -> list[str]:
+        """Labels by the blend's component index (the codes `blend.rank` returns)."""
+        return [source_label(name) for name in self.blend.components]
 
     def similar(self, item: int, n: int, components: tuple[str, ...]) -> Ranked:
         """Items like `item` from the first of `components` that knows it, filled from the next."""
@@ -133,7 +145,9 @@ class ServingModel:
                     sources.append(source_label(name))
             if len(rows) >= n:
                 break
-        return Ranked(np.array(rows, dtype=np.int64), np.array(scores, dtype=np.float32), sources)
+        labels = sorted(set(sources))
+        codes = np.array([labels.index(source) for source in sources], dtype=np.int64)
+        return Ranked(np.array(rows, dtype=np.int64), np.array(scores, dtype=np.float32), codes, labels)
 
     def buy_again_scores(self, user: int | None) -> dict[int, float]:
         """The user's own items by the strongest "buy again" component (recency and frequency)."""
