@@ -14,8 +14,8 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
+import msgspec
 import numpy as np
 import scipy.sparse as sp
 
@@ -45,6 +45,15 @@ class Filters:
     def allows(self, info: ItemInfo | None) -> bool:
         if info is None or info.item_id in self.excluded or not info.in_stock(self.channel):
             return False
+        return self.narrowed(info)
+
+    @property
+    def narrows(self) -> bool:
+        """Whether a category or price filter is set (beyond stock, channel and exclusions)."""
+        return self.category is not None or self.min_price is not None or self.max_price is not None
+
+    def narrowed(self, info: ItemInfo) -> bool:
+        """The category and price filters alone."""
         if self.category is not None and info.category != self.category:
             return False
         if self.min_price is not None and (info.price is None or info.price < self.min_price):
@@ -52,7 +61,7 @@ class Filters:
         return self.max_price is None or (info.price is not None and info.price <= self.max_price)
 
 
-class Pick(NamedTuple):  # a tuple: made for every candidate on the hot path
+class Pick(msgspec.Struct, frozen=True, gc=False):  # made for every candidate on the hot path
     item: ItemInfo
     score: float
     source: str
@@ -232,13 +241,20 @@ class Answers:
         self, ranked: Iterable[tuple[str, float, str]], filters: Filters, limit: int = 1_000
     ) -> list[Pick]:
         blocked = self.state.rules.blocked(filters.channel)
-        catalog, allows = self.state.catalog.items, filters.allows
+        catalog, excluded, channel = self.state.catalog.items, filters.excluded, filters.channel
+        narrowed = filters.narrowed if filters.narrows else None
         picks: list[Pick] = []
-        for item_id, score, source in ranked:
-            if item_id in blocked:
+        for item_id, score, source in ranked:  # Filters.allows, inlined: this loop is the hot path
+            if item_id in blocked or item_id in excluded:
                 continue
             info = catalog.get(item_id)
-            if info is not None and allows(info):
+            if (
+                info is None
+                or not info.sellable
+                or (channel and not info.channel_availability.get(channel, True))
+            ):
+                continue
+            if narrowed is None or narrowed(info):
                 picks.append(Pick(info, score, source))
                 if len(picks) >= limit:
                     break
@@ -256,6 +272,9 @@ class Answers:
         self, picks: list[Pick], n: int, filters: Filters, strategy: str, window: str = DEFAULT_WINDOW
     ) -> Answer:
         """Pinned items first, then the picks, then trending items until there are `n`."""
+        pinned_ids = self.state.rules.pinned(filters.channel)
+        if not pinned_ids and len(picks) >= n:  # the common case: ranked picks are distinct already
+            return Answer(picks[:n], strategy, self.state.version)
         chosen: list[Pick] = []
         taken: set[str] = set()
 
@@ -267,7 +286,7 @@ class Answers:
                     taken.add(pick.item.item_id)
                     chosen.append(pick)
 
-        pinned = ((item, 0.0, "pinned") for item in self.state.rules.pinned(filters.channel))
+        pinned = ((item, 0.0, "pinned") for item in pinned_ids)
         take(self._from_ids(pinned, filters, limit=n))
         take(picks)
         if len(chosen) < n:

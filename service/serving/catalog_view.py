@@ -7,7 +7,7 @@ process that wrote an item refreshes at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -29,11 +29,14 @@ class ItemInfo:
     channel_availability: dict[str, bool]
     stock: int | None
 
+    sellable: bool = field(init=False)  # available, and not known to have no stock
+
+    def __post_init__(self) -> None:  # stored, not a property: the serving hot loop reads it
+        object.__setattr__(self, "sellable", self.available and (self.stock is None or self.stock > 0))
+
     def in_stock(self, channel: str | None) -> bool:
         """Available (on `channel`, when given) and not known to have no stock."""
-        if not self.available or (self.stock is not None and self.stock <= 0):
-            return False
-        return channel is None or self.channel_availability.get(channel, True)
+        return self.sellable and (channel is None or self.channel_availability.get(channel, True))
 
 
 CLOCK_MARGIN = timedelta(seconds=5)

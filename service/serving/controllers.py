@@ -139,12 +139,15 @@ def _body(ctx: Context, answer: Answer, n: int) -> Recommendations:
 
 def _items(answer: Answer, n: int) -> list[RecommendedItem]:
     """Each pick's display fields (its score was rounded to 6 places where it was ranked)."""
-    return [
-        RecommendedItem(
-            item.item_id, item.title, item.price, item.currency, item.url, item.image_url, score, source
+    items = []
+    for pick in answer.picks[:n]:
+        i = pick.item
+        items.append(
+            RecommendedItem(
+                i.item_id, i.title, i.price, i.currency, i.url, i.image_url, pick.score, pick.source
+            )
         )
-        for item, score, source in answer.picks[:n]
-    ]
+    return items
 
 
 def user_answer(ctx: Context, user_id: str, n: int, filters: Filters, exclude: str) -> UserRecommendations:
