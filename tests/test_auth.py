@@ -91,3 +91,30 @@ async def test_secrets_are_stored_only_as_hashes(client: httpx.AsyncClient, ctx:
 async def test_unknown_scope_is_refused_at_creation(client: httpx.AsyncClient, ctx: Context) -> None:
     with pytest.raises(ValueError, match="unknown scope"):
         await ctx.keys.create("bad", "events:write,everything")
+
+
+async def test_an_expired_cached_key_is_read_again_by_one_request_while_the_others_go_on(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from service.security.keys import KeyStore
+
+    store = KeyStore(ctx.engine, cache_seconds=0.0)  # every cached key has expired at once
+    new = await store.create("busy", "recs:read")
+    assert await store.verify(new.secret) == new.key
+    reads = 0
+    original = store._read
+
+    async def slow_read(digest: str):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.05)
+        return await original(digest)
+
+    monkeypatch.setattr(store, "_read", slow_read)
+    found = await asyncio.gather(*(store.verify(new.secret) for _ in range(20)))
+    assert found == [new.key] * 20
+    assert reads == 1, "one request reads the key; the other 19 use the cached one meanwhile"
+    await store.revoke(new.key.id)
+    assert await store.verify(new.secret) is None, "revoking clears the cache: refused at once"

@@ -65,6 +65,7 @@ class KeyStore:
         self._engine = engine
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[ApiKey | None, float]] = {}
+        self._reading: set[str] = set()  # digests being read again now
         self._last_used_written: dict[int, float] = {}
 
     async def create(
@@ -107,21 +108,30 @@ class KeyStore:
         return bool(result.rowcount)
 
     async def verify(self, secret: str) -> ApiKey | None:
-        """The active key for `secret`, or None when it is unknown or revoked."""
+        """The active key for `secret`, or None when it is unknown or revoked.
+
+        When a cached key expires, one request reads it again while the others go on with the
+        cached one, so a busy key never sends all its concurrent requests to the database.
+        """
         digest = hash_key(secret)
-        now = time.monotonic()
         cached = self._cache.get(digest)
-        if cached is not None and cached[1] > now:
+        if cached is not None and (cached[1] > time.monotonic() or digest in self._reading):
             return cached[0]
+        self._reading.add(digest)
+        try:
+            key = await self._read(digest)
+        finally:
+            self._reading.discard(digest)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (key, time.monotonic() + self._cache_seconds)
+        return key
+
+    async def _read(self, digest: str) -> ApiKey | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))).one_or_none()
         key = _row_to_key(row) if row is not None else None
-        if key is not None and key.revoked_at is not None:
-            key = None
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (key, now + self._cache_seconds)
-        return key
+        return None if key is None or key.revoked_at is not None else key
 
     async def touch(self, key: ApiKey) -> None:
         """Record use, at most once a minute per key and process."""
