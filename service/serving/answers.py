@@ -229,13 +229,20 @@ class Answers:
     def _picks(self, model: ServingModel, ranked: Ranked, filters: Filters, n: int = 1_000) -> list[Pick]:
         """The ranked items that pass the filters, at most as many as `_finish` can use."""
         item_ids, labels = model.item_ids, ranked.labels
-        scores = np.round(ranked.scores.astype(np.float64), 6).tolist()
-        candidates = (
-            (item_ids[row], score, labels[code])
-            for row, score, code in zip(ranked.rows.tolist(), scores, ranked.codes.tolist(), strict=True)
-        )
         limit = n + len(self.state.rules.pinned(filters.channel))  # pinned items may repeat picks
-        return self._from_ids(candidates, filters, limit)
+        picks: list[Pick] = []
+        start, size = 0, len(ranked.rows)
+        while start < size and len(picks) < limit:  # a first slice is usually enough
+            stop = size if start else min(size, 2 * limit + 8)
+            rows, codes = ranked.rows[start:stop].tolist(), ranked.codes[start:stop].tolist()
+            scores = ranked.scores[start:stop].astype(np.float64).round(6).tolist()
+            candidates = (
+                (item_ids[row], score, labels[code])
+                for row, score, code in zip(rows, scores, codes, strict=True)
+            )
+            picks += self._from_ids(candidates, filters, limit - len(picks))
+            start = stop
+        return picks
 
     def _from_ids(
         self, ranked: Iterable[tuple[str, float, str]], filters: Filters, limit: int = 1_000

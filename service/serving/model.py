@@ -7,9 +7,9 @@ pages); requests only read it, and a new version replaces the whole object at on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 import scipy.sparse as sp
 
@@ -38,9 +38,8 @@ def source_label(component: str) -> str:
     return SOURCE_LABELS.get(component, component)
 
 
-@dataclass(frozen=True)
-class Ranked:
-    """Item rows, scores and where each came from (`labels[codes[k]]`), best first."""
+class Ranked(msgspec.Struct, frozen=True, gc=False):
+    """Item rows (distinct), scores and where each came from (`labels[codes[k]]`), best first."""
 
     rows: np.ndarray
     scores: np.ndarray
@@ -75,12 +74,14 @@ class ServingModel:
             self.purchased = self.history
             names = list(self.blend.components)
         self.labels = [source_label(name) for name in names]
-        # plain ndarray views of the memory-mapped rows: indexing a np.memmap runs Python code
+        # plain ndarray views of the memory-mapped rows (indexing a np.memmap runs Python code),
+        # and how many leading slots of each row hold an item (padding, -1, is at the end)
         self._candidates = {
             mode: tuple(np.asarray(arrays[f"{mode}.{part}"]) for part in ("items", "scores", "sources"))
             for mode in MODES
             if self.precomputed
         }
+        self._filled = {mode: _leading_items(parts[0]) for mode, parts in self._candidates.items()}
         self.popular = self._popularity_order()
 
     def _popularity_order(self) -> np.ndarray:
@@ -94,9 +95,8 @@ class ServingModel:
     def candidates(self, user: int, mode: str) -> Ranked:
         """The precomputed ranking of a known user (no fresh events)."""
         items, scores, sources = self._candidates[mode]
-        rows = items[user]
-        keep = rows >= 0
-        return Ranked(rows[keep], scores[user][keep], sources[user][keep], self.labels)
+        k = self._filled[mode][user]
+        return Ranked(items[user, :k], scores[user, :k], sources[user, :k], self.labels)
 
     def history_row(self, user: int | None) -> sp.csr_matrix:
         if user is None:
@@ -160,3 +160,10 @@ class ServingModel:
         best: Any = self.blend.components[max(names, key=lambda n: weights.get(n, 0.0))]
         row = best.user_items_[user]
         return dict(zip(row.indices.tolist(), row.data.tolist(), strict=True))
+
+
+def _leading_items(items: np.ndarray) -> list[int]:
+    """Per row, how many slots hold an item; rows with a gap before their padding are cut there."""
+    present = items >= 0
+    counts: list[int] = np.where(present.all(axis=1), items.shape[1], np.argmin(present, axis=1)).tolist()
+    return counts
