@@ -144,6 +144,19 @@ async def client(app: Litestar, settings: Settings) -> AsyncIterator[httpx.Async
 
 
 @pytest.fixture
+async def client_without_database(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app whose database does not answer (nothing listens on port 1)."""
+    down = make_settings(tmp_path, "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    app = create_app(down)
+    app.state.ctx = Context.create(down)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            yield client
+    finally:
+        await app.state.ctx.close()
+
+
+@pytest.fixture
 def ctx(app: Litestar, client: httpx.AsyncClient) -> Context:
     """The running app's context (engine, keys, cipher); needs `client` to have started it."""
     context: Context = app.state.ctx

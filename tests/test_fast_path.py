@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from service.app import create_app
 from service.context import Context
 from service.serving import controllers
 from service.serving.fast_path import UserQuery, parse_query, user_id_of
-from tests.conftest import make_settings
 from tests.test_serving import served  # noqa: F401  (fixture)
 
 CHANNELS = ("web", "app", "store")
@@ -110,19 +107,12 @@ async def test_bad_parameters_reach_the_route_and_get_its_400(
     assert route_calls == []
 
 
-async def test_a_database_away_gets_the_routes_503(tmp_path: Path) -> None:
-    down = make_settings(tmp_path, "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
-    app = create_app(down)
-    app.state.ctx = Context.create(down)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            response = await client.get(
-                "/v1/users/u1/recommendations", headers={"Authorization": "Bearer sck_anything"}
-            )
-            assert response.status_code == 503
-            assert "database unavailable" in response.json()["detail"]
-    finally:
-        await app.state.ctx.close()
+async def test_a_database_away_gets_the_routes_503(client_without_database: httpx.AsyncClient) -> None:
+    response = await client_without_database.get(
+        "/v1/users/u1/recommendations", headers={"Authorization": "Bearer sck_anything"}
+    )
+    assert response.status_code == 503
+    assert "database unavailable" in response.json()["detail"]
 
 
 def test_only_plainly_valid_parameters_are_taken() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,13 +9,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.app import create_app
 from service.context import Context
 from service.ingest.kinds import EventKind, WriteCounts
 from service.ingest.pipeline import IngestInterrupted, run_ingest
 from service.records import EventIn
 from service.storage.tables import events
-from tests.conftest import make_settings
 
 
 class FailsOnSecondBatch(EventKind):
@@ -60,43 +57,33 @@ async def test_an_atomic_ingest_failing_part_way_stores_nothing(ctx: Context) ->
         assert (await conn.execute(select(func.count()).select_from(events))).scalar_one() == 0
 
 
-async def test_database_unreachable_is_503_not_500(tmp_path: Path) -> None:
-    down = make_settings(tmp_path, "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
-    app = create_app(down)
-    app.state.ctx = Context.create(down)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            response = await client.post(
-                "/v1/events",
-                json={"user_id": "u", "item_id": "i", "event": "view", "timestamp": 1_700_000_000},
-                headers={"Authorization": "Bearer sck_anything"},
-            )
-            assert response.status_code == 503
-            assert response.headers["retry-after"] == "5"
-            assert "database unavailable" in response.json()["detail"]
-            ready = await client.get("/health/ready")
-            assert ready.status_code == 503
-            assert ready.json()["database"] == "unavailable"
-            assert (await client.get("/health/live")).status_code == 200
-    finally:
-        await app.state.ctx.close()
+async def test_database_unreachable_is_503_not_500(client_without_database: httpx.AsyncClient) -> None:
+    client = client_without_database
+    response = await client.post(
+        "/v1/events",
+        json={"user_id": "u", "item_id": "i", "event": "view", "timestamp": 1_700_000_000},
+        headers={"Authorization": "Bearer sck_anything"},
+    )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert "database unavailable" in response.json()["detail"]
+    ready = await client.get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.json()["database"] == "unavailable"
+    assert (await client.get("/health/live")).status_code == 200
 
 
-async def test_the_console_with_its_database_away_says_so_on_a_page(tmp_path: Path) -> None:
-    down = make_settings(tmp_path, "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
-    app = create_app(down)
-    app.state.ctx = Context.create(down)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            client.cookies.set("shopcast_console", "some-session", path="/console")
-            response = await client.get("/console/campaigns")
-            assert response.status_code == 503
-            assert response.headers["content-type"].startswith("text/html")
-            assert "The database is not answering" in response.text
-            login = await client.get("/console/login")  # needs no database
-            assert login.status_code == 200
-    finally:
-        await app.state.ctx.close()
+async def test_the_console_with_its_database_away_says_so_on_a_page(
+    client_without_database: httpx.AsyncClient,
+) -> None:
+    client = client_without_database
+    client.cookies.set("shopcast_console", "some-session", path="/console")
+    response = await client.get("/console/campaigns")
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("text/html")
+    assert "The database is not answering" in response.text
+    login = await client.get("/console/login")  # needs no database
+    assert login.status_code == 200
 
 
 def test_a_value_the_database_refuses_is_the_clients_422_and_other_driver_errors_503() -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import email
 import time
 from email import policy
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from service.messaging.email_build import Email, build
+from service.messaging.inlining import inline_css
 from service.messaging.links import InvalidToken, LinkSigner
-from service.messaging.rendering import Renderer, RenderError
+from service.messaging.rendering import Page, Renderer, RenderError
 from service.messaging.sender import backoff
 from service.messaging.templates import default_templates_dir, load_shipped, locale_chain
 from service.messaging.text_limits import check_post, shorten, weibo_length, x_length
@@ -233,3 +235,93 @@ def test_tokens_with_foreign_characters_are_refused_not_crashed() -> None:
     for junk in ("»\x9b.ñ", "é.é", ".", "a.", "\x00.\x00"):
         with pytest.raises(InvalidToken):
             signer.verify("unsubscribe", junk)
+
+
+# -- CSS inlined once per page structure ------------------------------------------------------
+
+
+class _Document(HTMLParser):
+    """A page as the sequence of what a browser reads (escaping style aside)."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.events: list[tuple[object, ...]] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.events.append(("start", tag, tuple(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.events.append(("end", tag))
+
+    def handle_data(self, data: str) -> None:
+        self.events.append(("text", data))
+
+
+def same_document(a: str, b: str) -> bool:
+    return _Document(a).events == _Document(b).events
+
+
+def _shipped_page(renderer: Renderer, locale: str, first_name: str, titles: list[str]) -> Page:
+    shipped = load_shipped(default_templates_dir())
+    template = shipped[("email", "recommended_for_you", locale)]
+    items = [
+        {"item_id": f"i{n}", "title": title, "price": 3.5 + n, "currency": "EUR", "source": "als",
+         "url": f"https://s.t/c?t={n}&x=\"1\"", "raw_url": "https://s.t", "image_url": f"https://s.t/{n}.jpg"}
+        for n, title in enumerate(titles)
+    ]  # fmt: skip
+    context = {
+        "user": {"first_name": first_name},
+        "items": items,
+        "item": items[0],
+        "links": {"unsubscribe": "https://s.t/u?t=a", "preferences": "https://s.t/p?t=b"},
+        "shop": {"name": "Tea & Co", "url": "https://s.t"},
+        "campaign": None,
+        "currency": "EUR",
+        "locale": locale,
+    }
+    return renderer.render_page("html", template.parts["html"], context)
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_a_page_inlined_by_its_structure_equals_the_page_inlined_whole(locale: str) -> None:
+    renderer = Renderer(default_templates_dir())
+    pages = [
+        _shipped_page(renderer, locale, "Ana", ["Green <b>tea</b>", "Mug & saucer", "Kettle"]),
+        _shipped_page(renderer, locale, "李雷", ["茶壶", 'Honey "raw"', "Jam"]),
+    ]
+    assert pages[0].skeleton == pages[1].skeleton, "same items count: one structure"
+    assert pages[0].values != pages[1].values
+    for page in pages:
+        by_structure = inline_css(page)
+        assert same_document(by_structure, inline_css(page.html)), "the same page either way"
+        assert "&lt;b&gt;tea" in by_structure or "茶壶" in by_structure, "values stay escaped"
+        assert 'class="card" style="' in by_structure
+    other = _shipped_page(renderer, locale, "Ana", ["One item only"])
+    assert other.skeleton != pages[0].skeleton
+    assert same_document(inline_css(other), inline_css(other.html))
+
+
+@pytest.mark.parametrize(
+    ("source", "context", "styled"),
+    [
+        # a value in a class attribute decides which rule applies
+        ('<style>.sale { color: red }</style><p class="{{ kind }}">x</p>', {"kind": "sale"}, "color: red"),
+        # a selector that reads an attribute holding a value
+        ('<style>a[href^="https"] { color: blue }</style><a href="{{ url }}">x</a>',
+         {"url": "https://s.t"}, "color: blue"),
+        # markup printed with |safe is structure, styled like the rest
+        ('<style>.sale { color: green }</style><div>{{ blurb|safe }}</div>',
+         {"blurb": '<span class="sale">-20%</span>'}, "color: green"),
+        # a value inside the stylesheet itself
+        ("<style>p { color: {{ colour }} }</style><p>x</p>", {"colour": "teal"}, "color: teal"),
+    ],
+)  # fmt: skip
+def test_values_the_css_can_see_are_inlined_with_the_whole_page(
+    source: str, context: dict[str, str], styled: str
+) -> None:
+    page = Renderer().render_page("html", source, context)
+    inlined = inline_css(page)
+    assert styled in inlined
+    assert same_document(inlined, inline_css(page.html))

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.errors import InvalidInput, NotFound
 from service.messaging.email_build import Email, build
 from service.messaging.links import LinkSigner
-from service.messaging.rendering import Renderer
+from service.messaging.rendering import Page, Renderer
 from service.messaging.templates import HTML_PARTS, MessageTemplate, TemplateStore
 from service.messaging.text_limits import check_post, shorten
 from service.security.crypto import PersonalDataCipher
@@ -229,11 +229,19 @@ class Composer:
             **(extra or {}),
         }
 
-    def render_parts(self, template: MessageTemplate, context: dict[str, Any]) -> dict[str, str]:
-        return {
-            part: self.renderer.render(part, source, context, html=part in HTML_PARTS).strip()
-            for part, source in template.parts.items()
-        }
+    def render_parts(
+        self, template: MessageTemplate, context: dict[str, Any]
+    ) -> tuple[dict[str, str], Page | None]:
+        """Every part as text, and the HTML part also as a `Page` (for inlining by structure)."""
+        parts: dict[str, str] = {}
+        page = None
+        for part, source in template.parts.items():
+            if part in HTML_PARTS:
+                page = self.renderer.render_page(part, source, context)
+                parts[part] = page.html
+            else:
+                parts[part] = self.renderer.render(part, source, context).strip()
+        return parts, page
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -262,7 +270,7 @@ class Composer:
         context = self.context(
             recipient, featured + recs, key=key, locale=locale, channel=channel, campaign=campaign
         )
-        parts = self.render_parts(template, context)
+        parts, page = self.render_parts(template, context)
         items = [i["item_id"] for i in context["items"]]
         payload: dict[str, Any]
         if channel == "email":
@@ -274,7 +282,7 @@ class Composer:
                     sender=self.settings.email_from,
                     to=to,
                     subject=parts["subject"],
-                    html=parts["html"],
+                    html=page or parts["html"],
                     text=parts["text"],
                     preheader=parts.get("preheader", ""),
                     unsubscribe_url=context["links"]["unsubscribe"],
@@ -328,7 +336,7 @@ class Composer:
             )
         else:
             source = await self.templates.get("social", template_name or "featured_items", locale=locale)
-        parts = self.render_parts(source, context)
+        parts, _ = self.render_parts(source, context)
         link = link or (context["item"]["url"] if context["item"] else None)
         counted = f"{parts['text']} {link}" if link and channel in ("x", "weibo") else parts["text"]
         too_long = check_post(channel, counted, parts.get("title"))

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate, parseaddr
 
-import css_inline
+from service.messaging.inlining import inline_css
+from service.messaging.rendering import Page
 
-_INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 _BODY_OPEN = re.compile(r"<body[^>]*>", re.IGNORECASE)
 _LINE_BREAKS = re.compile(r"[\r\n\t\x00-\x1f\x7f]+")
 
@@ -29,7 +29,7 @@ class Email:
     sender: str  # "Shop <shop@example.com>"
     to: str  # the address alone
     subject: str
-    html: str
+    html: str | Page  # a Page has its CSS inlined once per structure (`inlining`)
     text: str
     preheader: str = ""
     unsubscribe_url: str | None = None
@@ -92,11 +92,6 @@ def with_open_pixel(html: str, url: str | None) -> str:
     return html[: match.start()] + pixel + html[match.start() :] if match else html + pixel
 
 
-def inline_css(html: str) -> str:
-    result: str = _INLINER.inline(html)
-    return result
-
-
 def message_id(domain: str) -> str:
     return f"<{int(time.time() * 1000)}.{secrets.token_hex(8)}@{domain}>"
 
@@ -134,7 +129,8 @@ def build(email: Email, *, msg_id: str | None = None) -> tuple[str, bytes]:
             b"\r\n",
             marker,
             part_head.format("html").encode(),
-            _qp(inline_css(with_open_pixel(with_preheader(email.html, email.preheader), email.open_url))),
+            # preheader and pixel carry their own styles: added after the stylesheet is inlined
+            _qp(with_open_pixel(with_preheader(inline_css(email.html), email.preheader), email.open_url)),
             b"\r\n",
             f"--{boundary}--\r\n".encode(),
         ]

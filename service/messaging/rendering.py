@@ -10,8 +10,11 @@ Shipped templates (the `templates/` folder) can be extended or included by name.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections import OrderedDict
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +26,7 @@ from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup, escape
 
 from service.errors import ShopcastError
 
@@ -100,9 +104,80 @@ def _truncate_words(value: str, count: int = 20) -> str:
     return " ".join(words[:count]) + (" …" if len(words) > count else "")
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+# While a page renders, each value a template prints goes here, and a placeholder to the markup.
+_PAGE_VALUES: ContextVar[list[str] | None] = ContextVar("shopcast_page_values", default=None)
+VALUE_OPEN, VALUE_CLOSE = "\ue000", "\ue001"  # private-use characters: never in a template's text
+_VALUE = re.compile(f"{VALUE_OPEN}(\\d+){VALUE_CLOSE}")
+
+
+@dataclass(frozen=True)
+class Page:
+    """An HTML part kept as its structure (`skeleton`, printed values as placeholders) and values.
+
+    Recipients of one template share a handful of skeletons, so work that depends only on the
+    markup (CSS inlining) is done once per skeleton; `html` is the page itself.
+    """
+
+    skeleton: str
+    values: tuple[str, ...]
+
+    @property
+    def html(self) -> str:
+        return fill(self.skeleton, self.values)
+
+
+def fill(skeleton: str, values: tuple[str, ...]) -> str:
+    """The skeleton with each placeholder replaced by its (escaped) value."""
+    pieces = _VALUE.split(skeleton)  # text, index, text, index, …, text
+    pieces[1::2] = [values[int(index)] for index in pieces[1::2]]
+    return "".join(pieces)
+
+
+def _finalize(value: Any) -> Any:
+    """Jinja's hook on every printed value (HTML only): a placeholder while a page is recorded.
+
+    Markup that carries tags (`|safe` HTML) stays in the skeleton: it is structure, not a value.
+    """
+    values = _PAGE_VALUES.get()
+    if values is None:
+        return value
+    text = escape(value)  # what Jinja would print; StrictUndefined raises here as it would there
+    if "<" in text or VALUE_OPEN in text:
+        return text
+    values.append(text)
+    n = len(values) - 1
+    return _PLACEHOLDERS[n] if n < len(_PLACEHOLDERS) else _placeholder(n)
+
+
+def _placeholder(n: int) -> Markup:
+    return Markup(f"{VALUE_OPEN}{n}{VALUE_CLOSE}")  # noqa: S704 (digits between private-use characters)
+
+
+_PLACEHOLDERS = tuple(_placeholder(n) for n in range(512))
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with a fast path for `item.title` on the plain dicts of the context.
+
+    Jinja tries the attribute first and catches AttributeError before it reads the key, about a
+    hundred times a message; a plain dict's key that is not also a dict attribute (`items`,
+    `keys`…) is read at once instead, with the same result and no attribute access at all.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 def _environment(templates_dir: Path | None, *, html: bool) -> ImmutableSandboxedEnvironment:
     loader = jinja2.FileSystemLoader(str(templates_dir)) if templates_dir and templates_dir.is_dir() else None
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         loader=loader,
         autoescape=html,
         undefined=jinja2.StrictUndefined,
@@ -110,6 +185,7 @@ def _environment(templates_dir: Path | None, *, html: bool) -> ImmutableSandboxe
         lstrip_blocks=True,
         keep_trailing_newline=False,
         auto_reload=False,
+        finalize=_finalize if html else None,
     )
     env.filters.update(
         money=_money, number=_number, date=_date, datetime=_datetime, truncate_words=_truncate_words
@@ -147,6 +223,16 @@ class Renderer:
         if len(self._compiled) > CACHE_SIZE:
             self._compiled.popitem(last=False)
         return template
+
+    def render_page(self, part: str, source: str, context: dict[str, Any]) -> Page:
+        """An HTML part as its skeleton and values (`Page.html` is what `render` would give)."""
+        token = _PAGE_VALUES.set([])
+        try:
+            skeleton = self.render(part, source, context, html=True)
+            values = tuple(_PAGE_VALUES.get() or ())
+        finally:
+            _PAGE_VALUES.reset(token)
+        return Page(skeleton.strip(), values)
 
     def render(self, part: str, source: str, context: dict[str, Any], *, html: bool = False) -> str:
         template = self.compile(part, source, html=html)
