@@ -1,4 +1,4 @@
-"""Messaging throughput: personalized emails and social posts, beside bare sending, in one run.
+"""Messaging throughput: personalized emails, social posts and pushes, beside bare sending, in one run.
 
     python bench/messaging.py [--emails 2000] [--connections 8] [--posts 3000]
 
@@ -12,7 +12,11 @@ SQLite database, then:
   server that discards what it gets (the cheapest receiver, so the strictest baseline) and to
   one that reads and prints every message (aiosmtpd's Debugging handler, to /dev/null);
 - posts: social posts stored and delivered by the same loop to a local X-shaped HTTP API (its
-  own process), beside bare aiohttp and bare httpx posting the same JSON with 64 connections.
+  own process), beside bare aiohttp and bare httpx posting the same JSON with 64 connections;
+- pushes: push messages (one device token each) delivered by the same loop through the FCM
+  channel (service-account JWT traded for an access token, then `messages:send`) to a local
+  FCM-shaped API in the same process as the X one, beside bare aiohttp and httpx posting the
+  same `messages:send` bodies with the same bearer token.
 
 The ratio to the bare rate is the figure; absolute rates depend on the machine.
 """
@@ -21,20 +25,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import aiosmtplib
 import httpx
 import numpy as np
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from service.app import create_app
 from service.context import Context
@@ -46,7 +54,7 @@ from service.settings import load_settings
 from service.storage.migrate import upgrade
 from training.pipeline import TrainConfig
 
-X_API = """
+PROVIDER_API = """
 import sys
 from aiohttp import web
 count = 0
@@ -55,10 +63,50 @@ async def tweet(request):
     body = await request.json()
     count += 1
     return web.json_response({"data": {"id": str(count), "text": body["text"]}}, status=201)
+async def fcm_token(request):
+    await request.post()
+    return web.json_response({"access_token": "bench-access", "expires_in": 3600, "token_type": "Bearer"})
+async def fcm_send(request):
+    global count
+    if request.headers.get("Authorization") != "Bearer bench-access":
+        return web.json_response({"error": {"code": 401, "status": "UNAUTHENTICATED"}}, status=401)
+    body = await request.json()
+    assert body["message"]["token"]
+    count += 1
+    return web.json_response({"name": f"projects/{request.match_info['project']}/messages/{count}"})
 app = web.Application()
 app.router.add_post("/2/tweets", tweet)
+app.router.add_post("/oauth2/token", fcm_token)
+app.router.add_post("/v1/projects/{project}/messages:send", fcm_send)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
+
+
+def service_account(path: Path, token_uri: str) -> None:
+    """A Google service-account file with a fresh RSA key (the local API does not check the JWT)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    info = {
+        "type": "service_account",
+        "project_id": "bench",
+        "client_email": "bench@bench.iam.gserviceaccount.com",
+        "private_key": pem.decode(),
+        "token_uri": token_uri,
+    }
+    path.write_text(json.dumps(info))
+
+
+def push_body(n: int) -> dict[str, Any]:
+    """What the FCM channel sends for push number `n` (one device token)."""
+    return {
+        "message": {
+            "token": f"device-{n}",
+            "notification": {"title": "Picked for you", "body": f"New in the shop, number {n}"},
+            "data": {"delivery": f"push:{n}"},
+        }
+    }
 
 
 def free_port() -> int:
@@ -194,13 +242,44 @@ async def ours_posts(ctx: Context, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def bare_aiohttp(url: str, count: int) -> float:
+async def ours_pushes(ctx: Context, count: int) -> float:
+    goal = (await ctx.messaging.store.counts()).get("sent", 0) + count
+    started = time.perf_counter()
+    await ctx.messaging.store.add_many(
+        NewDelivery(
+            f"push:{n}",
+            "message",
+            "push",
+            {
+                "tokens": [f"device-{n}"],
+                "title": "Picked for you",
+                "body": f"New in the shop, number {n}",
+                "url": None,
+                "data": {"delivery": f"push:{n}"},
+            },
+        )
+        for n in range(count)
+    )
+    await deliver_all(ctx, goal)
+    return count / (time.perf_counter() - started)
+
+
+Body = Callable[[int], dict[str, Any]]
+
+
+def post_body(n: int) -> dict[str, Any]:
+    return {"text": f"New in the shop, number {n}"}
+
+
+async def bare_aiohttp(
+    url: str, count: int, body: Body = post_body, headers: dict[str, str] | None = None
+) -> float:
     connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         slots = asyncio.Semaphore(64)
 
         async def post(n: int) -> None:
-            async with slots, session.post(url, json={"text": f"New in the shop, number {n}"}) as r:
+            async with slots, session.post(url, json=body(n)) as r:
                 await r.read()
 
         started = time.perf_counter()
@@ -208,14 +287,16 @@ async def bare_aiohttp(url: str, count: int) -> float:
         return count / (time.perf_counter() - started)
 
 
-async def bare_httpx(url: str, count: int) -> float:
+async def bare_httpx(
+    url: str, count: int, body: Body = post_body, headers: dict[str, str] | None = None
+) -> float:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(limits=limits) as client:
+    async with httpx.AsyncClient(limits=limits, headers=headers) as client:
         slots = asyncio.Semaphore(64)
 
         async def post(n: int) -> None:
             async with slots:
-                await client.post(url, json={"text": f"New in the shop, number {n}"})
+                await client.post(url, json=body(n))
 
         started = time.perf_counter()
         await asyncio.gather(*(post(n) for n in range(count)))
@@ -233,8 +314,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float,
         "SHOPCAST_SEND_CONCURRENCY": str(max(args.connections, 64)),
         "SHOPCAST_X_TOKEN": "bench",
         "SHOPCAST_X_API_URL": f"http://127.0.0.1:{x_port}",
+        "SHOPCAST_FCM_CREDENTIALS": str(workdir / "fcm.json"),
+        "SHOPCAST_FCM_API_URL": f"http://127.0.0.1:{x_port}",
         "SHOPCAST_LOG_LEVEL": "WARNING",
     }
+    service_account(workdir / "fcm.json", f"http://127.0.0.1:{x_port}/oauth2/token")
     settings = load_settings(env)
     app = create_app(settings)
     app.state.ctx = ctx = Context.create(settings)
@@ -252,7 +336,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float,
             "sink": (smtp_port, "aiosmtpd.handlers.Sink"),
             "debugging": (free_port(), "aiosmtpd.handlers.Debugging"),
         }
-        x_api = [sys.executable, "-c", X_API, str(x_port)]
+        x_api = [sys.executable, "-c", PROVIDER_API, str(x_port)]
         with server(x_api, x_port):
             recipients = await load_recipients(ctx.engine, ctx.cipher, users)
             rendered = []
@@ -283,6 +367,15 @@ async def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float,
             posts = await ours_posts(ctx, args.posts)
             best, name = max((aio, "bare aiohttp"), (hx, "bare httpx"))
             rows.append(("social posts (X API shape), 64 connections", posts, name, best))
+            rows.append(("", 0.0, "bare httpx" if name == "bare aiohttp" else "bare aiohttp", min(aio, hx)))
+            print("pushes", file=sys.stderr)
+            url = f"http://127.0.0.1:{x_port}/v1/projects/bench/messages:send"
+            bearer = {"Authorization": "Bearer bench-access"}
+            aio = await bare_aiohttp(url, args.posts, push_body, bearer)
+            hx = await bare_httpx(url, args.posts, push_body, bearer)
+            pushes = await ours_pushes(ctx, args.posts)
+            best, name = max((aio, "bare aiohttp"), (hx, "bare httpx"))
+            rows.append(("pushes (FCM v1 shape), 64 connections", pushes, name, best))
             rows.append(("", 0.0, "bare httpx" if name == "bare aiohttp" else "bare aiohttp", min(aio, hx)))
     finally:
         await ctx.close()
