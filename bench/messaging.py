@@ -231,37 +231,24 @@ async def ours_email(ctx: Context, users: list[str], run: str) -> float:
     return len(users) / elapsed
 
 
-async def ours_posts(ctx: Context, count: int) -> float:
+async def ours_deliveries(ctx: Context, make: Callable[[int], NewDelivery], count: int) -> float:
+    """Store `count` deliveries and run the delivery loop until they are sent; per second."""
     goal = (await ctx.messaging.store.counts()).get("sent", 0) + count
     started = time.perf_counter()
-    await ctx.messaging.store.add_many(
-        NewDelivery(f"post:{n}", "social", "x", {"text": f"New in the shop, number {n}"})
-        for n in range(count)
-    )
+    await ctx.messaging.store.add_many(make(n) for n in range(count))
     await deliver_all(ctx, goal)
     return count / (time.perf_counter() - started)
 
 
-async def ours_pushes(ctx: Context, count: int) -> float:
-    goal = (await ctx.messaging.store.counts()).get("sent", 0) + count
-    started = time.perf_counter()
-    await ctx.messaging.store.add_many(
-        NewDelivery(
-            f"push:{n}",
-            "message",
-            "push",
-            {
-                "tokens": [f"device-{n}"],
-                "title": "Picked for you",
-                "body": f"New in the shop, number {n}",
-                "url": None,
-                "data": {"delivery": f"push:{n}"},
-            },
-        )
-        for n in range(count)
-    )
-    await deliver_all(ctx, goal)
-    return count / (time.perf_counter() - started)
+def post_delivery(n: int) -> NewDelivery:
+    return NewDelivery(f"post:{n}", "social", "x", post_body(n))
+
+
+def push_delivery(n: int) -> NewDelivery:
+    """The stored push whose FCM request is `push_body(n)`."""
+    message = push_body(n)["message"]
+    payload = {"tokens": [message["token"]], **message["notification"], "url": None, "data": message["data"]}
+    return NewDelivery(f"push:{n}", "message", "push", payload)
 
 
 Body = Callable[[int], dict[str, Any]]
@@ -360,23 +347,26 @@ async def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float,
                 what = f"emails ({size:,} B, 6 items) to {label}, {args.connections} conn."
                 rows.append((what, ours, "bare aiosmtplib", bare))
             rows.append(("  of which: render + MIME alone", render_rate, "", 0.0))
-            print("posts", file=sys.stderr)
-            url = f"http://127.0.0.1:{x_port}/2/tweets"
-            aio = await bare_aiohttp(url, args.posts)
-            hx = await bare_httpx(url, args.posts)
-            posts = await ours_posts(ctx, args.posts)
-            best, name = max((aio, "bare aiohttp"), (hx, "bare httpx"))
-            rows.append(("social posts (X API shape), 64 connections", posts, name, best))
-            rows.append(("", 0.0, "bare httpx" if name == "bare aiohttp" else "bare aiohttp", min(aio, hx)))
-            print("pushes", file=sys.stderr)
-            url = f"http://127.0.0.1:{x_port}/v1/projects/bench/messages:send"
-            bearer = {"Authorization": "Bearer bench-access"}
-            aio = await bare_aiohttp(url, args.posts, push_body, bearer)
-            hx = await bare_httpx(url, args.posts, push_body, bearer)
-            pushes = await ours_pushes(ctx, args.posts)
-            best, name = max((aio, "bare aiohttp"), (hx, "bare httpx"))
-            rows.append(("pushes (FCM v1 shape), 64 connections", pushes, name, best))
-            rows.append(("", 0.0, "bare httpx" if name == "bare aiohttp" else "bare aiohttp", min(aio, hx)))
+            base = f"http://127.0.0.1:{x_port}"
+            http_cases = [
+                ("social posts (X API shape)", f"{base}/2/tweets", post_body, post_delivery, {}),
+                (
+                    "pushes (FCM v1 shape)",
+                    f"{base}/v1/projects/bench/messages:send",
+                    push_body,
+                    push_delivery,
+                    {"Authorization": "Bearer bench-access"},
+                ),
+            ]
+            for what, url, body, delivery, headers in http_cases:
+                print(what, file=sys.stderr)
+                aio = await bare_aiohttp(url, args.posts, body, headers)
+                hx = await bare_httpx(url, args.posts, body, headers)
+                ours = await ours_deliveries(ctx, delivery, args.posts)
+                best, name = max((aio, "bare aiohttp"), (hx, "bare httpx"))
+                rows.append((f"{what}, 64 connections", ours, name, best))
+                other = "bare httpx" if name == "bare aiohttp" else "bare aiohttp"
+                rows.append(("", 0.0, other, min(aio, hx)))
     finally:
         await ctx.close()
     return rows

@@ -72,9 +72,15 @@ class Rendered:
     channel: str
     template: str
     locale: str
-    parts: dict[str, str]  # what the recipient sees
+    texts: dict[str, str]  # every part but the HTML one
     payload: dict[str, Any]  # what the channel is handed
     items: list[str]
+    page: Page | None = None  # the HTML part, if the template has one
+
+    @property
+    def parts(self) -> dict[str, str]:
+        """What the recipient sees, part by part (the HTML filled in here: only previews read it)."""
+        return self.texts if self.page is None else {**self.texts, "html": self.page.html}
 
 
 async def load_recipients(
@@ -232,16 +238,15 @@ class Composer:
     def render_parts(
         self, template: MessageTemplate, context: dict[str, Any]
     ) -> tuple[dict[str, str], Page | None]:
-        """Every part as text, and the HTML part also as a `Page` (for inlining by structure)."""
-        parts: dict[str, str] = {}
+        """The text parts, and the HTML part as a `Page` (CSS is inlined by its structure)."""
+        texts: dict[str, str] = {}
         page = None
         for part, source in template.parts.items():
             if part in HTML_PARTS:
                 page = self.renderer.render_page(part, source, context)
-                parts[part] = page.html
             else:
-                parts[part] = self.renderer.render(part, source, context).strip()
-        return parts, page
+                texts[part] = self.renderer.render(part, source, context).strip()
+        return texts, page
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -277,12 +282,13 @@ class Composer:
             to = address or recipient.email
             if not to:
                 raise NotDeliverable(f"user {recipient.user_id!r} has no email address")
+            assert page is not None, "email templates require an html part (templates.PARTS)"
             msg_id, raw = build(
                 Email(
                     sender=self.settings.email_from,
                     to=to,
                     subject=parts["subject"],
-                    html=page or parts["html"],
+                    html=page,
                     text=parts["text"],
                     preheader=parts.get("preheader", ""),
                     unsubscribe_url=context["links"]["unsubscribe"],
@@ -308,7 +314,7 @@ class Composer:
                 "url": parts.get("url") or None,
                 "data": {"delivery": key, "template": template.name},
             }
-        return Rendered(template.kind, channel, template.name, template.locale, parts, payload, items)
+        return Rendered(template.kind, channel, template.name, template.locale, parts, payload, items, page)
 
     async def social(
         self,
@@ -336,7 +342,7 @@ class Composer:
             )
         else:
             source = await self.templates.get("social", template_name or "featured_items", locale=locale)
-        parts, _ = self.render_parts(source, context)
+        parts, page = self.render_parts(source, context)
         link = link or (context["item"]["url"] if context["item"] else None)
         counted = f"{parts['text']} {link}" if link and channel in ("x", "weibo") else parts["text"]
         too_long = check_post(channel, counted, parts.get("title"))
@@ -349,13 +355,12 @@ class Composer:
             "text": parts["text"],
             "link": link,
             "title": parts.get("title"),
-            "html": parts.get("html"),
+            "html": page.html if page is not None else None,
         }
         if context["item"] and context["item"]["image_url"]:
             payload["image_url"] = context["item"]["image_url"]
-        return Rendered(
-            "social", channel, source.name, locale, parts, payload, [i["item_id"] for i in context["items"]]
-        )
+        items = [i["item_id"] for i in context["items"]]
+        return Rendered("social", channel, source.name, locale, parts, payload, items, page)
 
 
 def time_zone(name: str | None) -> ZoneInfo | None:
