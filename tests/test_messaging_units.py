@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import binascii
 import email
+import random
 import time
 from email import policy
 from html.parser import HTMLParser
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.messaging.email_build import Email, build
+from service.messaging.email_build import Email, build, html_body, with_open_pixel, with_preheader
 from service.messaging.inlining import inline_css
 from service.messaging.links import InvalidToken, LinkSigner
 from service.messaging.rendering import Page, Renderer, RenderError
@@ -326,3 +328,43 @@ def test_values_the_css_can_see_are_inlined_with_the_whole_page(
     inlined = inline_css(page)
     assert styled in inlined
     assert same_document(inlined, inline_css(page.html))
+
+
+def _decoded(encoded: bytes) -> str:
+    lines = encoded.split(b"\r\n")
+    # at most 76 characters; binascii.b2a_qp itself writes up to 78 where it encodes a space or
+    # tab before a line break (it checks the length before it encodes them)
+    assert all(len(line) <= 76 or (len(line) <= 78 and line.endswith((b"=20", b"=09"))) for line in lines)
+    assert not any(line.endswith((b" ", b"\t")) for line in lines), "no trailing whitespace to lose"
+    return binascii.a2b_qp(encoded).decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_a_page_encoded_by_its_structure_decodes_to_the_page_encoded_whole(locale: str) -> None:
+    renderer = Renderer(default_templates_dir())
+    titles = ["Green <b>tea</b>  ", "x" * 200 + "=", "茶壶 " * 40, "Tab\tand\nnewline ", ""]
+    page = _shipped_page(renderer, locale, "李 Ana ", titles)
+    for preheader, pixel in [("", None), ("Für <dich> ", 'https://s.t/o?t=1&a="2"')]:
+        filled = with_open_pixel(with_preheader(inline_css(page), preheader), pixel)
+        whole = with_open_pixel(with_preheader(inline_css(page.html), preheader), pixel)
+        for _ in range(2):  # the second time from the cached encoding
+            decoded = _decoded(html_body(page, preheader, pixel))
+            assert decoded == filled.replace("\r\n", "\n")
+            assert same_document(decoded, whole)
+    assert "Für &lt;dich&gt;" in _decoded(html_body(page, "Für <dich> ")), "the preheader is escaped"
+    carrying = Page(page.skeleton, (*page.values[:-1], "a\x00b"))  # the separator inside a value
+    assert "a\x00b" in _decoded(html_body(carrying))
+
+
+def test_values_of_any_shape_keep_quoted_printable_lines_valid() -> None:
+    renderer = Renderer(default_templates_dir())
+    page = _shipped_page(renderer, "en", "Ana", ["a", "b", "c"])
+    rng = random.Random(7)
+    alphabet = ["a", " ", "\t", "=", "é", "茶", "\n", ".", "x" * 70]
+    for _ in range(300):
+        values = tuple(
+            "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12))) for _ in page.values
+        )
+        shaped = Page(page.skeleton, values)
+        expected = with_open_pixel(with_preheader(inline_css(shaped), "p "), "https://s.t/o")
+        assert _decoded(html_body(shaped, "p ", "https://s.t/o")) == expected.replace("\r\n", "\n")

@@ -35,12 +35,12 @@ def inline_css(html: str | Page) -> str:
     """The page with its `<style>` rules moved into `style` attributes."""
     if isinstance(html, str):
         return str(_INLINER.inline(html))
-    inlined = _inlined_skeleton(html.skeleton)
+    inlined = inlined_skeleton(html.skeleton)
     return fill(inlined, html.values) if inlined is not None else str(_INLINER.inline(html.html))
 
 
 @functools.lru_cache(maxsize=256)
-def _inlined_skeleton(skeleton: str) -> str | None:
+def inlined_skeleton(skeleton: str) -> str | None:
     """The skeleton inlined, or None when its values could change what the CSS selects."""
     if not _values_out_of_reach(skeleton):
         return None

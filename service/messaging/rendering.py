@@ -109,7 +109,7 @@ _DICT_ATTRIBUTES = frozenset(dir(dict))
 # While a page renders, each value a template prints goes here, and a placeholder to the markup.
 _PAGE_VALUES: ContextVar[list[str] | None] = ContextVar("shopcast_page_values", default=None)
 VALUE_OPEN, VALUE_CLOSE = "\ue000", "\ue001"  # private-use characters: never in a template's text
-_VALUE = re.compile(f"{VALUE_OPEN}(\\d+){VALUE_CLOSE}")
+VALUE_PATTERN = re.compile(f"{VALUE_OPEN}(\\d+){VALUE_CLOSE}")
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class Page:
 
 def fill(skeleton: str, values: tuple[str, ...]) -> str:
     """The skeleton with each placeholder replaced by its (escaped) value."""
-    pieces = _VALUE.split(skeleton)  # text, index, text, index, …, text
+    pieces = VALUE_PATTERN.split(skeleton)  # text, index, text, index, …, text
     pieces[1::2] = [values[int(index)] for index in pieces[1::2]]
     return "".join(pieces)
 
@@ -148,14 +148,15 @@ def _finalize(value: Any) -> Any:
         return text
     values.append(text)
     n = len(values) - 1
-    return _PLACEHOLDERS[n] if n < len(_PLACEHOLDERS) else _placeholder(n)
+    return _PLACEHOLDERS[n] if n < len(_PLACEHOLDERS) else placeholder(n)
 
 
-def _placeholder(n: int) -> Markup:
+def placeholder(n: int) -> Markup:
+    """Where value `n` goes in a skeleton."""
     return Markup(f"{VALUE_OPEN}{n}{VALUE_CLOSE}")  # noqa: S704 (digits between private-use characters)
 
 
-_PLACEHOLDERS = tuple(_placeholder(n) for n in range(512))
+_PLACEHOLDERS = tuple(placeholder(n) for n in range(512))
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
