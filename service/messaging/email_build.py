@@ -147,24 +147,34 @@ class _EncodedSkeleton:
 
     def join(self, values: list[bytes]) -> bytes:
         """The statics and `values` (encoded) in turn, each line kept within the limit."""
-        out: list[bytes] = []
-        column = 0
-        pieces = [self.statics[0]]
-        for static, value in zip(self.statics[1:], values, strict=True):
-            pieces.append(_piece(value))
-            pieces.append(static)
-        for data, head, tail, several_lines in pieces:
-            if several_lines:
-                if column + head > _MAX_LINE:
-                    out.append(_SOFT_BREAK)
-                column = tail
-            else:
-                if column + head >= _MAX_LINE:  # room left for a soft break's "=" later
+        out = [self.statics[0][0]]
+        column = self.statics[0][2]
+        for value, static in zip(values, self.statics[1:], strict=True):
+            if b"\r\n" in value or value[-1:] in (b" ", b"\t"):
+                column = _place(out, _piece(value), column)
+            else:  # most values: one short line
+                if column + len(value) >= _MAX_LINE:
                     out.append(_SOFT_BREAK)
                     column = 0
-                column += head
-            out.append(data)
+                column += len(value)
+                out.append(value)
+            column = _place(out, static, column)
         return b"".join(out)
+
+
+def _place(out: list[bytes], piece: _Piece, column: int) -> int:
+    """Append `piece` after text ending at `column`, breaking the line first if it must; the new column."""
+    data, head, tail, several_lines = piece
+    if several_lines:
+        if column + head > _MAX_LINE:
+            out.append(_SOFT_BREAK)
+        out.append(data)
+        return tail
+    if column + head >= _MAX_LINE:  # room left for a soft break's "=" later
+        out.append(_SOFT_BREAK)
+        column = 0
+    out.append(data)
+    return column + head
 
 
 @functools.lru_cache(maxsize=256)
