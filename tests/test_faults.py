@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.context import Context
 from service.ingest.kinds import EventKind, WriteCounts
 from service.ingest.pipeline import IngestInterrupted, run_ingest
 from service.records import EventIn
+from service.settings import DatabaseSettings
+from service.storage import engine as storage_engine
+from service.storage.engine import create_engine
 from service.storage.tables import events
+from tests.conftest import POSTGRES_ADMIN_URL
 
 
 class FailsOnSecondBatch(EventKind):
@@ -100,3 +106,39 @@ def test_a_value_the_database_refuses_is_the_clients_422_and_other_driver_errors
     request: Any = None
     assert handle_driver_error(request, DBAPIError("q", {}, Refused())).status_code == 422
     assert handle_driver_error(request, DBAPIError("q", {}, Deadlock())).status_code == 503
+
+
+async def _backend_pid(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def _terminate(pid: int) -> None:
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    try:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+async def test_a_pooled_connection_the_server_dropped_is_replaced(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle long enough, a connection is pinged at checkout; in steady use, its loss fails once."""
+    engine = create_engine(DatabaseSettings(postgres_url, pool_size=1))
+    try:
+        monkeypatch.setattr(storage_engine, "IDLE_PING_SECONDS", 0.0)  # every checkout counts as idle
+        first = await _backend_pid(engine)
+        await _terminate(first)
+        second = await _backend_pid(engine)
+        assert second != first, "the dropped connection was replaced before the statement ran"
+
+        monkeypatch.setattr(storage_engine, "IDLE_PING_SECONDS", 3600.0)  # in steady use: no ping
+        await _terminate(second)
+        with pytest.raises(DBAPIError) as lost:
+            await _backend_pid(engine)
+        assert lost.value.connection_invalidated
+        assert await _backend_pid(engine) not in (first, second), "then a fresh connection"
+    finally:
+        await engine.dispose()

@@ -191,25 +191,39 @@ class DeliveryStore:
             due = due.where(deliveries.c.id.in_(ids))
         due = due.order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(limit)
         due = due.with_for_update(skip_locked=True)
-        async with self.engine.begin() as conn:
-            # Two statements, not UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED):
-            # PostgreSQL may run such a subquery more than once and claim more than `limit` rows.
-            chosen = list((await conn.execute(due)).scalars())
-            if not chosen:
-                return []
+        claimed = {
+            "status": "sending",
+            "attempts": deliveries.c.attempts + 1,
+            "claimed_by": worker,
+            "claimed_until": at + timedelta(seconds=claim_seconds),
+            "updated_at": at,
+        }
+        if self.engine.dialect.name == "postgresql":
+            # One statement, one round trip, no BEGIN/COMMIT: the chosen rows are a MATERIALIZED
+            # CTE, computed once (as a subquery in WHERE … IN, PostgreSQL may run it more than
+            # once and claim more than `limit` rows).
+            chosen = due.cte("due").prefix_with("MATERIALIZED")
             statement = (
                 update(deliveries)
-                .where(deliveries.c.id.in_(chosen), deliveries.c.status == "pending")
-                .values(
-                    status="sending",
-                    attempts=deliveries.c.attempts + 1,
-                    claimed_by=worker,
-                    claimed_until=at + timedelta(seconds=claim_seconds),
-                    updated_at=at,
-                )
+                .where(deliveries.c.id == chosen.c.id)
+                .values(**claimed)
                 .returning(*deliveries.c)
             )
-            rows = (await conn.execute(statement)).all()
+            async with self.engine.connect() as conn:
+                autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                rows = (await autocommit.execute(statement)).all()
+        else:
+            async with self.engine.begin() as conn:  # one writer at a time: select, then update
+                found = list((await conn.execute(due)).scalars())
+                if not found:
+                    return []
+                statement = (
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(found), deliveries.c.status == "pending")
+                    .values(**claimed)
+                    .returning(*deliveries.c)
+                )
+                rows = (await conn.execute(statement)).all()
         return sorted((self._row(r, with_payload=True) for r in rows), key=lambda d: d.id)
 
     async def record(
