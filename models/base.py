@@ -95,6 +95,15 @@ class Recommender:
             mask_seen(scores, history)
         return ranked(*top_k(scores, n))
 
+    def recommend_both(
+        self, users: np.ndarray, history: sp.csr_matrix, n: int
+    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """`recommend` without the users' seen items, and with them (a blend ranks both modes at once)."""
+        return (
+            self.recommend(users, history, n, exclude_seen=True),
+            self.recommend(users, history, n, exclude_seen=False),
+        )
+
     def score_pairs(self, users: np.ndarray, history: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
         """Scores of the given item rows (one row of them per user; -1 scores 0)."""
         return take_items(self.score(users, history), items)

@@ -31,6 +31,7 @@ from models.factorization import ALS
 MODES = ("discover", "all")
 FILL_WEIGHT = 1e-3
 PER_SOURCE = 20
+Proposal = tuple[np.ndarray, np.ndarray]  # a source's item rows per user, and their scores
 
 
 def union_rows(proposals: list[np.ndarray]) -> np.ndarray:
@@ -126,24 +127,54 @@ class Blend(Recommender):
         `normalize_rows` over the items it may recommend.
         """
         self._check_fitted()
-        proposals = {}
-        products: dict[str, sp.csr_matrix] = {}  # a sparse source's scores: computed once, used twice
+        (proposals,), products = self._propose(users, history, names, per_source, (exclude_seen,))
+        return self._candidates(users, history, proposals, products)
+
+    def _propose(
+        self,
+        users: np.ndarray,
+        history: sp.csr_matrix,
+        names: list[str],
+        per_source: int,
+        excludes: tuple[bool, ...],
+    ) -> tuple[list[dict[str, Proposal]], dict[str, sp.csr_matrix]]:
+        """Each named source's proposals for each `exclude_seen` in `excludes`, and the sparse
+        sources' score products (computed once, used to propose and to score)."""
+        proposals: list[dict[str, Proposal]] = [{} for _ in excludes]
+        products: dict[str, sp.csr_matrix] = {}
         for name in names:
             component = self.components[name]
             if isinstance(component, SparseScores):
                 products[name] = component.sparse_scores(users, history)
-                proposals[name] = component.top_of(
-                    products[name], history, per_source, exclude_seen=exclude_seen
-                )
+                found = [
+                    component.top_of(products[name], history, per_source, exclude_seen=exclude)
+                    for exclude in excludes
+                ]
+            elif excludes == (True, False):
+                found = list(component.recommend_both(users, history, per_source))
             else:
-                proposals[name] = component.recommend(users, history, per_source, exclude_seen=exclude_seen)
+                found = [
+                    component.recommend(users, history, per_source, exclude_seen=exclude)
+                    for exclude in excludes
+                ]
+            for chosen, proposal in zip(proposals, found, strict=True):
+                chosen[name] = proposal
+        return proposals, products
+
+    def _candidates(
+        self,
+        users: np.ndarray,
+        history: sp.csr_matrix,
+        proposals: dict[str, Proposal],
+        products: dict[str, sp.csr_matrix],
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         items = union_rows([found for found, _ in proposals.values()])
         parts = {}
         for name, (_, best) in proposals.items():
             top = best[:, :1].copy() if best.shape[1] else np.ones((len(users), 1), dtype=np.float32)
             top[~np.isfinite(top) | (top <= 0)] = 1.0
             if name in products:
-                raw = sparse_at(products.pop(name), items)
+                raw = sparse_at(products[name], items)
             else:
                 raw = self.components[name].score_pairs(users, history, items)
             parts[name] = np.clip(raw / top, 0.0, 1.0).astype(np.float32)
@@ -180,6 +211,30 @@ class Blend(Recommender):
         names = self.active(mode)
         proposals = per_source or max(n, PER_SOURCE)
         items, parts = self.gather(users, history, names, per_source=proposals, exclude_seen=exclude)
+        return self._ordered(items, parts, names, mode, n)
+
+    def rank_modes(
+        self, users: np.ndarray, history: sp.csr_matrix, n: int, *, per_source: int | None = None
+    ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """`rank` in every mode (seen items excluded in `discover` only), each source scoring
+        the users once for all modes: what serving stores for every user."""
+        self._check_fitted()
+        wanted = {name for mode in MODES for name in self.active(mode)}
+        names = [name for name in self.components if name in wanted]
+        excludes = tuple(mode == "discover" for mode in MODES)
+        proposed = per_source or max(n, PER_SOURCE)
+        proposals, products = self._propose(users, history, names, proposed, excludes)
+        out = {}
+        for mode, found in zip(MODES, proposals, strict=True):
+            active = self.active(mode)
+            items, parts = self._candidates(users, history, {name: found[name] for name in active}, products)
+            out[mode] = self._ordered(items, parts, active, mode, n)
+        return out
+
+    def _ordered(
+        self, items: np.ndarray, parts: dict[str, np.ndarray], names: list[str], mode: str, n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The top `n` candidates by blended score, and the component that gave each the most."""
         blended = self.combine(parts, mode)
         blended[items < 0] = -np.inf
         order, scores = top_k(blended, n)

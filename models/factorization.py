@@ -11,7 +11,7 @@ from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.cpu.topk import topk
 from threadpoolctl import ThreadpoolController  # scikit-learn's own dependency
 
-from models.base import Interactions, Recommender, ranked, top_k
+from models.base import Interactions, Recommender, ranked, sparse_top_k, top_k
 
 _THREADPOOLS: ThreadpoolController | None = None
 
@@ -53,6 +53,38 @@ class _Factors(Recommender):
         """implicit's multithreaded top-k over the item factors: no users x items array is built."""
         self._check_fitted()
         vectors = self._user_vectors(np.asarray(users, dtype=np.int64), history)
+        return self._top(vectors, history, n, exclude_seen)
+
+    def recommend_both(
+        self, users: np.ndarray, history: sp.csr_matrix, n: int
+    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The top `n` without seen items, and with them: one search over the catalog, not two.
+
+        The overall top `n` lies within the unseen top `n` and the seen items, so the second
+        is ranked from those: each seen item's score is one dot product.
+        """
+        self._check_fitted()
+        vectors = self._user_vectors(np.asarray(users, dtype=np.int64), history)
+        unseen_items, unseen_scores = self._top(vectors, history, n, exclude_seen=True)
+        seen = sp.csr_matrix(history)
+        seen_rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+        seen_scores = np.einsum("nf,nf->n", vectors[seen_rows], self.item_factors_[seen.indices])
+        found = unseen_items >= 0
+        pool = sp.csr_matrix(
+            (
+                np.concatenate([unseen_scores[found], seen_scores]).astype(np.float32),
+                (
+                    np.concatenate([np.nonzero(found)[0], seen_rows]),
+                    np.concatenate([unseen_items[found], seen.indices]),
+                ),
+            ),
+            shape=seen.shape,
+        )
+        return (unseen_items, unseen_scores), sparse_top_k(pool, min(n, self.n_items_))
+
+    def _top(
+        self, vectors: np.ndarray, history: sp.csr_matrix, n: int, exclude_seen: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         seen = sp.csr_matrix(history, dtype=np.float32) if exclude_seen else None
         n = min(n, self.n_items_)
         with one_blas_thread():

@@ -95,10 +95,12 @@ class CoPurchase(_ItemToItem):
         )
         baskets.sum_duplicates()
         baskets.data[:] = 1.0  # presence, not counts
-        together = (baskets.T @ baskets).tocsr().astype(np.float32)
-        counts = np.asarray(together.diagonal()).ravel()
+        # Cosine over baskets: implicit's multithreaded neighbour search keeps each item's best
+        # neighbours as it goes, never the whole item x item co-occurrence (dense for popular items).
+        unit = sp.csr_matrix(normalize(baskets.astype(np.float64), norm="l2", axis=0))
+        model = ItemItemRecommender(K=self.neighbours + 1)  # + the item itself
+        model.fit(unit, show_progress=False)
+        together = sp.csr_matrix(model.similarity, dtype=np.float32)
         together.setdiag(0)
         together.eliminate_zeros()
-        norms = np.sqrt(np.maximum(counts, 1.0))
-        together = sp.diags(1.0 / norms) @ together @ sp.diags(1.0 / norms)
-        self.similarity_ = strongest(sp.csr_matrix(together, dtype=np.float32), self.neighbours)
+        self.similarity_ = strongest(together, self.neighbours)

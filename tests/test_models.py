@@ -298,3 +298,39 @@ def test_sparse_at_reads_the_values_at_each_rows_items(
     items = rng.integers(-1, 1_000, size=(40, 12))
     expected = np.where(items >= 0, matrix.toarray()[np.arange(40)[:, None], np.maximum(items, 0)], 0.0)
     assert np.array_equal(sparse_at(matrix, items), expected.astype(np.float32))
+
+
+def _same_ranking(found: tuple[np.ndarray, np.ndarray], expected: tuple[np.ndarray, np.ndarray]) -> None:
+    """Equal scores, and the same items wherever the order is not a tie at the cut."""
+    (items, scores), (want_items, want_scores) = found, expected
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
+    for row in range(len(items)):
+        cut = want_scores[row, -1]
+        clear = want_scores[row] > cut + 1e-6
+        assert set(items[row][scores[row] > cut + 1e-6]) == set(want_items[row][clear])
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_recommend_both_is_recommend_without_and_with_seen_items(name: str, data: Interactions) -> None:
+    model = make_models()[name].fit(data)
+    history = data.matrix[USERS]
+    unseen, everything = model.recommend_both(USERS, history, 6)
+    _same_ranking(unseen, model.recommend(USERS, history, 6, exclude_seen=True))
+    _same_ranking(everything, model.recommend(USERS, history, 6, exclude_seen=False))
+    assert any(set(row) & set(history[i].indices) for i, row in enumerate(everything[0]))
+
+
+def test_blend_ranks_every_mode_at_once_as_one_at_a_time(data: Interactions) -> None:
+    components = {name: model for name, model in make_models().items() if name != "bpr"}
+    weights = {
+        "discover": dict.fromkeys(components, 1.0) | {"buy_again": 0.0},
+        "all": {"als": 0.5, "buy_again": 2.0, "co_purchase": 1.0, "trending": 0.2},
+    }
+    blend = Blend(components, weights=weights).fit(data)
+    history = data.matrix[USERS]
+    together = blend.rank_modes(USERS, history, 8, per_source=5)
+    for mode in ("discover", "all"):
+        items, scores, sources = blend.rank(USERS, history, 8, mode=mode, per_source=5)
+        np.testing.assert_allclose(together[mode][1], scores, rtol=1e-5, atol=1e-6)
+        assert (together[mode][0] == items).all()
+        assert (together[mode][2] == sources).all()

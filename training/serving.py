@@ -59,16 +59,16 @@ def serving_arrays(
         **sparse_to_arrays("purchased", purchases(log, n_users, n_items)),
     }
     for mode in MODES:
-        items = np.full((n_users, width), -1, dtype=np.int32)
-        scores = np.zeros((n_users, width), dtype=np.float32)
-        sources = np.full((n_users, width), -1, dtype=np.int8)
-        for start in range(0, n_users, BATCH):
-            users = np.arange(start, min(start + BATCH, n_users))
-            found, values, origin = blend.rank(users, history[users], width, mode=mode, per_source=PER_SOURCE)
-            items[users, : found.shape[1]] = found
-            scores[users, : found.shape[1]] = np.where(found >= 0, values, 0.0)
-            sources[users, : found.shape[1]] = origin
-            if progress is not None:
-                progress(len(users) / (n_users * len(MODES)))
-        out[f"{mode}.items"], out[f"{mode}.scores"], out[f"{mode}.sources"] = items, scores, sources
+        out[f"{mode}.items"] = np.full((n_users, width), -1, dtype=np.int32)
+        out[f"{mode}.scores"] = np.zeros((n_users, width), dtype=np.float32)
+        out[f"{mode}.sources"] = np.full((n_users, width), -1, dtype=np.int8)
+    for start in range(0, n_users, BATCH):
+        users = np.arange(start, min(start + BATCH, n_users))
+        ranked = blend.rank_modes(users, history[users], width, per_source=PER_SOURCE)
+        for mode, (found, values, origin) in ranked.items():
+            out[f"{mode}.items"][users, : found.shape[1]] = found
+            out[f"{mode}.scores"][users, : found.shape[1]] = np.where(found >= 0, values, 0.0)
+            out[f"{mode}.sources"][users, : found.shape[1]] = origin
+        if progress is not None:
+            progress(len(users) / n_users)
     return out
