@@ -127,8 +127,8 @@ class Blend(Recommender):
         `normalize_rows` over the items it may recommend.
         """
         self._check_fitted()
-        (proposals,), products = self._propose(users, history, names, per_source, (exclude_seen,))
-        return self._candidates(users, history, proposals, products)
+        proposals, products = self._propose(users, history, names, per_source, {exclude_seen})
+        return self._candidates(users, history, proposals[exclude_seen], products)
 
     def _propose(
         self,
@@ -136,29 +136,27 @@ class Blend(Recommender):
         history: sp.csr_matrix,
         names: list[str],
         per_source: int,
-        excludes: tuple[bool, ...],
-    ) -> tuple[list[dict[str, Proposal]], dict[str, sp.csr_matrix]]:
+        excludes: set[bool],
+    ) -> tuple[dict[bool, dict[str, Proposal]], dict[str, sp.csr_matrix]]:
         """Each named source's proposals for each `exclude_seen` in `excludes`, and the sparse
         sources' score products (computed once, used to propose and to score)."""
-        proposals: list[dict[str, Proposal]] = [{} for _ in excludes]
+        proposals: dict[bool, dict[str, Proposal]] = {exclude: {} for exclude in excludes}
         products: dict[str, sp.csr_matrix] = {}
         for name in names:
             component = self.components[name]
+            found: dict[bool, Proposal]
             if isinstance(component, SparseScores):
                 products[name] = component.sparse_scores(users, history)
-                found = [
-                    component.top_of(products[name], history, per_source, exclude_seen=exclude)
-                    for exclude in excludes
-                ]
-            elif excludes == (True, False):
-                found = list(component.recommend_both(users, history, per_source))
+                found = {
+                    e: component.top_of(products[name], history, per_source, exclude_seen=e) for e in excludes
+                }
+            elif excludes == {True, False}:
+                unseen, everything = component.recommend_both(users, history, per_source)
+                found = {True: unseen, False: everything}
             else:
-                found = [
-                    component.recommend(users, history, per_source, exclude_seen=exclude)
-                    for exclude in excludes
-                ]
-            for chosen, proposal in zip(proposals, found, strict=True):
-                chosen[name] = proposal
+                found = {e: component.recommend(users, history, per_source, exclude_seen=e) for e in excludes}
+            for exclude, proposal in found.items():
+                proposals[exclude][name] = proposal
         return proposals, products
 
     def _candidates(
@@ -221,12 +219,11 @@ class Blend(Recommender):
         self._check_fitted()
         wanted = {name for mode in MODES for name in self.active(mode)}
         names = [name for name in self.components if name in wanted]
-        excludes = tuple(mode == "discover" for mode in MODES)
         proposed = per_source or max(n, PER_SOURCE)
-        proposals, products = self._propose(users, history, names, proposed, excludes)
+        proposals, products = self._propose(users, history, names, proposed, {True, False})
         out = {}
-        for mode, found in zip(MODES, proposals, strict=True):
-            active = self.active(mode)
+        for mode in MODES:
+            found, active = proposals[mode == "discover"], self.active(mode)
             items, parts = self._candidates(users, history, {name: found[name] for name in active}, products)
             out[mode] = self._ordered(items, parts, active, mode, n)
         return out

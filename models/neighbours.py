@@ -67,12 +67,7 @@ class ItemKNN(_ItemToItem):
             matrix = sp.csr_matrix(bm25_weight(rows.T, self.k1, self.b).T, dtype=np.float64)
         else:
             matrix = sp.csr_matrix(normalize(rows.astype(np.float64), norm="l2", axis=0))
-        model = ItemItemRecommender(K=self.neighbours)
-        model.fit(matrix, show_progress=False)
-        similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
-        similarity.setdiag(0)
-        similarity.eliminate_zeros()
-        self.similarity_ = similarity
+        self.similarity_ = _nearest(matrix, self.neighbours)
 
 
 class CoPurchase(_ItemToItem):
@@ -84,7 +79,7 @@ class CoPurchase(_ItemToItem):
         self.neighbours = neighbours
 
     def _fit(self, data: Interactions) -> None:
-        groups = data.sessions if data.sessions is not None else None
+        groups = data.sessions
         if groups is None or (groups < 0).all():
             groups = data.user_rows.astype(np.int64)
         known = groups >= 0
@@ -95,12 +90,17 @@ class CoPurchase(_ItemToItem):
         )
         baskets.sum_duplicates()
         baskets.data[:] = 1.0  # presence, not counts
-        # Cosine over baskets: implicit's multithreaded neighbour search keeps each item's best
-        # neighbours as it goes, never the whole item x item co-occurrence (dense for popular items).
-        unit = sp.csr_matrix(normalize(baskets.astype(np.float64), norm="l2", axis=0))
-        model = ItemItemRecommender(K=self.neighbours + 1)  # + the item itself
-        model.fit(unit, show_progress=False)
-        together = sp.csr_matrix(model.similarity, dtype=np.float32)
-        together.setdiag(0)
-        together.eliminate_zeros()
-        self.similarity_ = strongest(together, self.neighbours)
+        unit = sp.csr_matrix(normalize(baskets.astype(np.float64), norm="l2", axis=0))  # cosine
+        self.similarity_ = strongest(_nearest(unit, self.neighbours + 1), self.neighbours)  # + itself
+
+
+def _nearest(weighted: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Item x item similarity (dot products of `weighted`'s columns), each item's `k` best kept,
+    the item itself dropped. implicit's multithreaded search keeps the best as it goes, never
+    the whole co-occurrence matrix (dense for popular items)."""
+    model = ItemItemRecommender(K=k)
+    model.fit(weighted, show_progress=False)
+    similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
+    similarity.setdiag(0)
+    similarity.eliminate_zeros()
+    return similarity

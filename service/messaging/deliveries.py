@@ -4,8 +4,8 @@ add      insert a pending row (its `key` is unique: adding the same message agai
          the row already there, which is how idempotency keys and "one per campaign, user
          and channel" work)
 claim    move up to N due rows to `sending`, stamped with the worker and a claim deadline:
-         SELECT … FOR UPDATE SKIP LOCKED, then UPDATE … RETURNING in one transaction, so any
-         number of workers on PostgreSQL never claim the same row (SQLite: one writer at a time)
+         on PostgreSQL one UPDATE … RETURNING of rows chosen FOR UPDATE SKIP LOCKED, so any
+         number of workers never claim the same row (SQLite: one writer at a time)
 record   the outcome of one attempt: sent, failed, unknown, skipped (a campaign message that
          could not be rendered or is no longer wanted), or back to pending with a delay
 held     a paused campaign's pending rows wait as `held` (never claimed) until it resumes
